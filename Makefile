@@ -1,0 +1,36 @@
+# Every target sets up what it needs: a fresh clone needs only Python 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint chaos fuzz bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the API and the dispatcher on http://127.0.0.1:8080 (embedded PostgreSQL unless CALLBACKHUB_DATABASE_URL is set)
+run: $(STAMP)
+	$(BIN)/callbackhub serve
+
+## Run the whole test suite (embedded PostgreSQL; CALLBACKHUB_TEST_DATABASE_URL to use a server)
+test: $(STAMP)
+	$(BIN)/pytest -q -m "not chaos" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check service dispatcher sql tests
+	$(BIN)/ruff format --check service dispatcher sql tests
+	$(BIN)/mypy
+
+chaos: $(STAMP)
+	CALLBACKHUB_CHAOS_FULL=1 $(BIN)/pytest -q -s -m chaos tests/e2e
+
+clean:
+	rm -rf $(VENV) .callbackhub .pytest_cache .mypy_cache .ruff_cache

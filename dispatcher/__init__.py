@@ -1,0 +1,1 @@
+"""Delivery: claim due notifications, send them signed, record the outcome, schedule retries."""

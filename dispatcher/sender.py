@@ -1,0 +1,131 @@
+"""One attempt: POST the notification to the partner, signed, and describe what happened."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+
+from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
+from dispatcher.signing import signature_header
+
+RESPONSE_BODY_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A claimed delivery: everything needed to make one attempt."""
+
+    notification_id: str
+    callback_id: int
+    notification_type: int
+    url: str
+    payload: bytes
+    secrets: tuple[str, ...]
+    attempt: int
+    round_attempt: int
+    sequence: int
+    ordered: bool
+    subject: str
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    delivery: Delivery
+    started_at: datetime
+    duration_ms: int
+    status: int | None = None
+    body: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    blocked: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+def request_headers(delivery: Delivery, user_agent: str, timestamp: int) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": user_agent,
+        "notification-type-id": str(delivery.notification_type),
+        "webhook-id": delivery.notification_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            delivery.secrets, delivery.notification_id, timestamp, delivery.payload
+        ),
+        "webhook-sequence": str(delivery.sequence),
+    }
+
+
+class Sender:
+    """Makes attempts through one shared client session (keep-alive, connection pool)."""
+
+    def __init__(self, session: aiohttp.ClientSession, timeout: float, user_agent: str) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent
+
+    async def attempt(self, delivery: Delivery) -> AttemptResult:
+        started_at = datetime.now(UTC)
+        clock = time.monotonic()
+        headers = request_headers(delivery, self._user_agent, int(started_at.timestamp()))
+        try:
+            status, body, retry_after = await self._post(delivery, headers)
+        except TimeoutError:
+            return _failed(delivery, started_at, clock, "timeout")
+        except aiohttp.ClientError as error:
+            return _failed(delivery, started_at, clock, _describe(error))
+        except OSError as error:
+            return _failed(delivery, started_at, clock, f"network error: {error.strerror or error}")
+        return AttemptResult(
+            delivery, started_at, _elapsed_ms(clock), status=status, body=body,
+            retry_after=retry_after,
+        )
+
+    async def _post(
+        self, delivery: Delivery, headers: dict[str, str]
+    ) -> tuple[int, str, float | None]:
+        async with self._session.post(
+            delivery.url, data=delivery.payload, headers=headers,
+            allow_redirects=False, timeout=self._timeout,
+        ) as response:
+            body = await _read_capped(response)
+            retry_after = None
+            if response.status in RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return response.status, body, retry_after
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> str:
+    """The first 4 KiB of the body; the rest is never buffered (the connection is closed)."""
+    chunk = await response.content.read(RESPONSE_BODY_LIMIT)
+    if not response.content.at_eof():
+        response.close()
+    return chunk.decode("utf-8", "replace")
+
+
+def _describe(error: aiohttp.ClientError) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"connection failed: {error.os_error.strerror or error.os_error}"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+def _elapsed_ms(clock: float) -> int:
+    return int((time.monotonic() - clock) * 1000)
+
+
+def _failed(delivery: Delivery, started_at: datetime, clock: float, error: str) -> AttemptResult:
+    return AttemptResult(delivery, started_at, _elapsed_ms(clock), error=error)
+
+
+__all__ = ["AttemptResult", "Delivery", "Sender"]

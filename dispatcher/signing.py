@@ -1,0 +1,28 @@
+"""Standard Webhooks signatures: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``.
+
+The key is the base64-decoded part of the secret after ``whsec_``. During a secret rotation
+the request carries one signature per valid secret, separated by spaces.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+SECRET_PREFIX = "whsec_"
+
+
+def secret_key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def signature_header(secrets: Iterable[str], message_id: str, timestamp: int, body: bytes) -> str:
+    return " ".join(sign(secret, message_id, timestamp, body) for secret in secrets)

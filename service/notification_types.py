@@ -1,0 +1,89 @@
+"""The notification types and the payload each one carries.
+
+Adding a type means adding a model here (one class, registered in ``NOTIFICATION_TYPES``) and a
+migration that inserts its row into ``notification_types``; nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+SUBJECT_FIELDS = ("processUniqueId", "simulationUniqueId")
+
+
+class NotificationPayload(BaseModel):
+    """Fields every payload has: exactly one subject, a process or a simulation."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False
+    )
+
+    process_unique_id: UUID | None = None
+    simulation_unique_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_subject(self) -> NotificationPayload:
+        if (self.process_unique_id is None) == (self.simulation_unique_id is None):
+            raise PydanticCustomError(
+                "exactly_one_subject",
+                "exactly one of processUniqueId or simulationUniqueId is required",
+            )
+        return self
+
+    @property
+    def subject(self) -> UUID:
+        """What the order of delivery is kept by: the process or the simulation."""
+        subject = self.process_unique_id or self.simulation_unique_id
+        assert subject is not None
+        return subject
+
+
+class WorkflowStateChange(NotificationPayload):
+    status_id: int
+    status_description: str = Field(min_length=1, max_length=500)
+    previous_status_id: int | None = None
+    changed_at: AwareDatetime
+
+
+class Notes(NotificationPayload):
+    note_unique_id: UUID
+    subject_line: str = Field(alias="subject", min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=10000)
+    author: str | None = Field(default=None, max_length=200)
+    created_at: AwareDatetime
+
+
+class Document(NotificationPayload):
+    document_unique_id: UUID
+    document_type_id: int
+    file_name: str = Field(min_length=1, max_length=255)
+    title: str | None = Field(default=None, max_length=500)
+    action: Literal["created", "updated", "deleted"]
+    occurred_at: AwareDatetime
+
+
+NOTIFICATION_TYPES: dict[int, type[NotificationPayload]] = {
+    1: WorkflowStateChange,
+    2: Notes,
+    3: Document,
+}
+
+# Ordered delivery is on by default where the order is the point: state changes.
+ORDERED_BY_DEFAULT = frozenset({1})
+
+
+def payload_model(notification_type: int) -> type[NotificationPayload] | None:
+    return NOTIFICATION_TYPES.get(notification_type)
+
+
+def type_name(notification_type: int) -> str:
+    return NOTIFICATION_TYPES[notification_type].__name__
+
+
+def payload_schema(notification_type: int) -> dict[str, Any]:
+    return NOTIFICATION_TYPES[notification_type].model_json_schema(by_alias=True)

@@ -1,0 +1,182 @@
+"""Turning requests into validated values and failures into RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from service.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Problem,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from service.keys import SETTINGS
+from service.notification_types import SUBJECT_FIELDS
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Errors that mean "the database is not answering": the caller may retry, nothing was stored.
+DATABASE_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.DiskFullError,
+    asyncpg.AdminShutdownError,
+    TimeoutError,
+)
+
+
+def problem_response(problem: Problem) -> web.Response:
+    body: dict[str, Any] = {
+        "type": f"https://callbackhub.dev/problems/{problem.slug()}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if problem.errors is not None:
+        body["errors"] = problem.errors
+    response = web.json_response(body, status=problem.status, content_type=PROBLEM_JSON)
+    if problem.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+_HTTP_PROBLEMS = {
+    404: ("Not Found", "no such resource"),
+    405: ("Method Not Allowed", "this method is not allowed on this resource"),
+    413: ("Payload Too Large", "the request body is too large"),
+}
+
+
+def _from_http_exception(error: web.HTTPException) -> web.Response:
+    title, detail = _HTTP_PROBLEMS.get(error.status, (error.reason, error.reason))
+    problem = Problem(detail)
+    problem.status = error.status  # type: ignore[misc]
+    problem.title = title  # type: ignore[misc]
+    response = problem_response(problem)
+    if error.status == 405 and "Allow" in error.headers:
+        response.headers["Allow"] = error.headers["Allow"]
+    return response
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _from_http_exception(error)
+    except DATABASE_DOWN as error:
+        log.warning("database unavailable: %s", type(error).__name__)
+        return problem_response(ServiceUnavailable())
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(Problem("an internal error occurred; nothing was changed"))
+
+
+def field_errors(error: ValidationError) -> list[dict[str, str]]:
+    """Pydantic's errors as ``{"field", "message"}`` pairs, fields named as the API names them."""
+    found = []
+    for item in error.errors(include_url=False):
+        if item["type"] == "exactly_one_subject":
+            found += [{"field": name, "message": item["msg"]} for name in SUBJECT_FIELDS]
+            continue
+        field = ".".join(str(part) for part in item["loc"]) or "body"
+        found.append({"field": field, "message": item["msg"]})
+    return found
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise ValueError("strings must not contain NUL characters")
+        result[key] = value
+    return result
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NUL characters, bounded depth and numbers."""
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid UTF-8") from None
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
+    except ValueError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+
+
+async def read_json_body(request: web.Request) -> bytes:
+    """The raw body of a JSON request, refused when it is too large or not JSON."""
+    content_type = request.content_type
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType()
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes") from None
+
+
+async def json_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    data = parse_json(await read_json_body(request))
+    return validate(model, data)
+
+
+def validate(model: type[ModelT], data: Any) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ValidationFailed(errors=field_errors(error)) from None
+
+
+def query(request: web.Request, model: type[ModelT]) -> ModelT:
+    unknown = set(request.query) - _query_names(model)
+    if unknown:
+        raise ValidationFailed(
+            errors=[{"field": name, "message": "unknown query parameter"} for name in sorted(unknown)]
+        )
+    return validate(model, dict(request.query))
+
+
+def _query_names(model: type[BaseModel]) -> set[str]:
+    return {info.alias or name for name, info in model.model_fields.items()}
+
+
+def path_uuid(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise ValidationFailed(
+            errors=[{"field": name, "message": "must be a UUID"}]
+        ) from None
+
+
+def path_int(request: web.Request, name: str) -> int:
+    value = request.match_info[name]
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise ValidationFailed(errors=[{"field": name, "message": "must be a positive integer"}])
+    return int(value)

@@ -1,0 +1,76 @@
+"""``callbackhub serve``: the API (and by default a dispatcher) in one or more processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import socket
+import sys
+
+from aiohttp import web
+
+from service.app import create_app
+from service.auth import ensure_jwt_secret
+from service.database import database_url
+from service.logs import configure_logging
+from service.settings import Settings
+
+log = logging.getLogger("callbackhub")
+
+
+def _print_first_run_hints(settings: Settings) -> None:
+    print(
+        "callbackhub: generated a JWT secret in "
+        f"{settings.data_dir / 'jwt-secret'}; mint a token with:\n"
+        "  callbackhub token --scope \"partners:admin\"",
+        file=sys.stderr,
+    )
+
+
+def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int:
+    settings, created = ensure_jwt_secret(settings)
+    if created:
+        _print_first_run_hints(settings)
+    dsn = database_url(settings)
+    if workers <= 1:
+        _run(settings, dsn, with_dispatcher, reuse_port=False)
+        return 0
+    return _run_workers(settings, dsn, with_dispatcher, workers)
+
+
+def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) -> None:
+    app = create_app(settings, dsn, with_dispatcher=with_dispatcher)
+    log.info(
+        "serving on http://%s:%d", settings.host, settings.port,
+        extra={"dispatcher": with_dispatcher},
+    )
+    web.run_app(
+        app, host=settings.host, port=settings.port, reuse_port=reuse_port,
+        print=None, shutdown_timeout=settings.shutdown_grace, access_log=None,
+    )
+
+
+def _worker(settings: Settings, dsn: str, with_dispatcher: bool) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    _run(settings, dsn, with_dispatcher, reuse_port=True)
+
+
+def _run_workers(settings: Settings, dsn: str, with_dispatcher: bool, workers: int) -> int:
+    """Several API processes on one port (SO_REUSEPORT); the kernel spreads connections."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        print("callbackhub: --workers needs SO_REUSEPORT", file=sys.stderr)
+        return 2
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker, args=(settings, dsn, with_dispatcher and i == 0))
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:
+            process.join()
+    return max((p.exitcode or 0) for p in processes)

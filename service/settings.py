@@ -1,0 +1,99 @@
+"""All configuration of callbackhub: one settings class, environment prefix ``CALLBACKHUB_``."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLBACKHUB_", extra="ignore")
+
+    # Where the data lives.
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".callbackhub")
+    database_pool_min: int = Field(default=2, ge=1, le=100)
+    database_pool_max: int = Field(default=10, ge=1, le=500)
+    database_connect_timeout: float = Field(default=60.0, gt=0, le=3600)
+
+    # HTTP API.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    # Tokens.
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: SecretStr | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    # Logging.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "console"
+
+    # Delivery.
+    delivery_timeout: float = Field(default=10.0, gt=0, le=300)
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    retry_jitter: float = Field(default=0.2, ge=0, le=0.5)
+    disable_after: float = Field(default=5 * 24 * 3600.0, gt=0)
+    max_in_flight: int = Field(default=256, ge=1, le=10000)
+    max_per_callback: int = Field(default=8, ge=1, le=1000)
+    poll_interval: float = Field(default=1.0, gt=0, le=60)
+    # A claimed delivery is leased for the delivery timeout plus this margin; a worker that dies
+    # leaves leases that expire this long after the request would have timed out.
+    lease_margin: float = Field(default=30.0, ge=1, le=3600)
+    claim_batch: int = Field(default=100, ge=1, le=5000)
+    shutdown_grace: float = Field(default=10.0, ge=0, le=600)
+    secret_rotation_overlap: float = Field(default=24 * 3600.0, ge=0)
+    allowed_networks: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = ()
+    require_https: bool = False
+    idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("must be a comma-separated list of non-negative seconds")
+        return value
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            return tuple(ipaddress.ip_network(part, strict=False) for part in parts)
+        return value
+
+    @property
+    def max_attempts(self) -> int:
+        """The first attempt plus one per entry of the retry schedule."""
+        return len(self.retry_schedule) + 1
+
+
+class ConfigurationError(Exception):
+    """The configuration is invalid."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation error into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise ConfigurationError(
+            f"invalid configuration: CALLBACKHUB_{field.upper()}: {first['msg']}"
+        ) from None

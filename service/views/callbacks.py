@@ -1,0 +1,101 @@
+"""Callback Update, Delete, List, Get and the signing secret."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dispatcher.url_guard import UrlRejected, check_url_syntax
+from service import callbacks
+from service.access import authorize_partner
+from service.endpoints import endpoint
+from service.errors import ValidationFailed
+from service.keys import POOL, SETTINGS
+from service.problems import json_body, path_int, query
+from service.schemas import Callback, CallbackPage, CallbackUpdate, Pagination, SigningSecret
+
+READ, WRITE = "callbacks:read", "callbacks:write"
+ONE = "/partners/{partnerUniqueID}/callbacks/{notificationType}"
+
+
+def _notification_type(request: web.Request) -> int:
+    notification_type = path_int(request, "notificationType")
+    callbacks.ensure_supported_type(notification_type)
+    return notification_type
+
+
+@endpoint(
+    "PUT", ONE, summary="Callback Update: register or change the URL for a notification type",
+    tag="callbacks", scope=WRITE, body=CallbackUpdate, response=Callback,
+    extra_statuses={201: "Created; the body also holds signingSecret", 404: "Unknown partner"},
+)
+async def update_callback(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, WRITE)
+    notification_type = _notification_type(request)
+    update = await json_body(request, CallbackUpdate)
+    try:
+        check_url_syntax(update.url, request.app[SETTINGS].require_https)
+    except UrlRejected as error:
+        raise ValidationFailed(errors=[{"field": "url", "message": str(error)}]) from None
+    callback, created = await callbacks.upsert_callback(
+        request.app[POOL], partner_id, notification_type, update
+    )
+    return web.json_response(callback.dump(), status=201 if created else 200)
+
+
+@endpoint(
+    "DELETE", ONE, summary="Callback Delete (cancels its pending notifications)",
+    tag="callbacks", scope=WRITE, status=204, extra_statuses={404: "No such callback"},
+)
+async def delete_callback(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, WRITE)
+    notification_type = _notification_type(request)
+    await callbacks.delete_callback(request.app[POOL], partner_id, notification_type)
+    return web.Response(status=204)
+
+
+@endpoint(
+    "GET", "/partners/{partnerUniqueID}/callbacks", summary="Callback List", tag="callbacks",
+    scope=READ, query=Pagination, response=CallbackPage, extra_statuses={404: "Unknown partner"},
+)
+async def list_callbacks(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, READ)
+    page = query(request, Pagination)
+    result = await callbacks.list_callbacks(request.app[POOL], partner_id, page.offset, page.limit)
+    return web.json_response(result.dump())
+
+
+@endpoint(
+    "GET", ONE, summary="Get one callback", tag="callbacks", scope=READ, response=Callback,
+    extra_statuses={404: "No such callback"},
+)
+async def get_callback(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, READ)
+    notification_type = _notification_type(request)
+    callback = await callbacks.get_callback(request.app[POOL], partner_id, notification_type)
+    return web.json_response(callback.dump())
+
+
+@endpoint(
+    "GET", ONE + "/secret", summary="The callback's signing secret", tag="callbacks",
+    scope=WRITE, response=SigningSecret, extra_statuses={404: "No such callback"},
+)
+async def get_secret(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, WRITE)
+    notification_type = _notification_type(request)
+    secret = await callbacks.get_signing_secret(request.app[POOL], partner_id, notification_type)
+    return web.json_response(SigningSecret(signing_secret=secret).dump())
+
+
+@endpoint(
+    "POST", ONE + "/secret/rotate",
+    summary="Rotate the signing secret; the old one also signs for 24 h", tag="callbacks",
+    scope=WRITE, response=SigningSecret, extra_statuses={404: "No such callback"},
+)
+async def rotate_secret(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, WRITE)
+    notification_type = _notification_type(request)
+    settings = request.app[SETTINGS]
+    secret = await callbacks.rotate_signing_secret(
+        request.app[POOL], partner_id, notification_type, settings.secret_rotation_overlap
+    )
+    return web.json_response(SigningSecret(signing_secret=secret).dump())

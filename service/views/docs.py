@@ -1,0 +1,40 @@
+"""``/openapi.json`` and ``/docs`` (Swagger UI served from the installed package, no CDN)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from aiohttp import web
+
+from service.openapi import openapi_document
+
+SWAGGER_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>callbackhub API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+
+def package_version() -> str:
+    try:
+        return version("callbackhub")
+    except Exception:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(package_version()))
+
+
+async def swagger_page(request: web.Request) -> web.Response:
+    return web.Response(text=SWAGGER_PAGE, content_type="text/html")
+
+
+def add_routes(app: web.Application) -> None:
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", swagger_page)
+    app.router.add_static("/docs/assets", str(swagger_ui_path))

@@ -1,0 +1,53 @@
+"""Callback Echo: an internal service emits a notification for a partner."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from service.access import authorize_partner
+from service.callbacks import ensure_supported_type
+from service.endpoints import endpoint
+from service.errors import BadRequest, ValidationFailed
+from service.ingest import Emission
+from service.keys import INGEST
+from service.notification_types import NOTIFICATION_TYPES
+from service.problems import field_errors, parse_json, path_int, read_json_body
+from service.schemas import EchoAccepted
+
+EMIT = "notifications:emit"
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return key
+
+
+@endpoint(
+    "POST", "/partners/{partnerUniqueID}/callbacks/{notificationTypeID}/echo",
+    summary="Callback Echo: queue a notification for delivery to the partner's callback",
+    tag="notifications", scope=EMIT, raw_body=True, response=EchoAccepted, status=202,
+    headers=("Idempotency-Key",),
+    extra_statuses={
+        404: "Unknown partner, or no callback for this type",
+        409: "The callback is disabled, or the Idempotency-Key was used with another body",
+        503: "The database is unavailable; nothing was stored",
+    },
+)
+async def echo(request: web.Request) -> web.Response:
+    partner_id = authorize_partner(request, EMIT)
+    notification_type = path_int(request, "notificationTypeID")
+    ensure_supported_type(notification_type)
+    key = _idempotency_key(request)
+    raw = await read_json_body(request)
+    parse_json(raw)  # strict syntax checks: duplicate keys, NUL, depth, UTF-8
+    try:
+        payload = NOTIFICATION_TYPES[notification_type].model_validate_json(raw)
+    except ValidationError as error:
+        raise ValidationFailed(errors=field_errors(error)) from None
+    emission = Emission(partner_id, notification_type, payload.subject, raw, key)
+    notification_id = await request.app[INGEST].accept(emission)
+    return web.json_response(EchoAccepted(notification_id=notification_id).dump(), status=202)

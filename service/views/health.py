@@ -1,0 +1,39 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.database import pending_migrations
+from service.endpoints import endpoint
+from service.keys import POOL
+from service.problems import DATABASE_DOWN
+from service.schemas import HealthStatus
+
+
+@endpoint(
+    "GET", "/health/live", summary="200 while the process runs", tag="health",
+    authenticated=False, response=HealthStatus,
+)
+async def live(request: web.Request) -> web.Response:
+    return web.json_response(HealthStatus(status="ok").dump(exclude_none=True))
+
+
+@endpoint(
+    "GET", "/health/ready", summary="200 when the database answers and is migrated, else 503",
+    tag="health", authenticated=False, response=HealthStatus,
+    extra_statuses={503: "Not ready; the body says why"},
+)
+async def ready(request: web.Request) -> web.Response:
+    try:
+        async with request.app[POOL].acquire(timeout=2) as connection:
+            pending = await connection.fetch("SELECT 1") and await pending_migrations(connection)
+    except DATABASE_DOWN as error:
+        return _not_ready(f"database unavailable: {type(error).__name__}")
+    if pending:
+        return _not_ready(f"migrations pending: {pending}")
+    return web.json_response(HealthStatus(status="ok").dump(exclude_none=True))
+
+
+def _not_ready(reason: str) -> web.Response:
+    return web.json_response(HealthStatus(status="unavailable", reason=reason).dump(), status=503)
