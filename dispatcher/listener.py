@@ -24,7 +24,7 @@ async def listen_forever(dsn: str, wake: Callable[[], None]) -> None:
     while True:
         connection = await _connect(dsn)
         lost = asyncio.Event()
-        connection.add_termination_listener(lambda _: lost.set())
+        connection.add_termination_listener(lambda _, lost=lost: lost.set())
         try:
             await connection.add_listener(CHANNEL, lambda *_: wake())
             wake()  # anything that arrived while we were not listening

@@ -50,7 +50,7 @@ async def claim(
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
-    secrets = (row["signing_secret"],)
+    secrets: tuple[str, ...] = (row["signing_secret"],)
     if row["previous_secret"]:
         secrets += (row["previous_secret"],)
     return Delivery(
@@ -180,6 +180,4 @@ async def _update_callback_health(
 
 
 async def release_leases(pool: Pool, notification_ids: list[str], worker_id: str) -> None:
-    await pool.execute(
-        Q["release_leases"], [uuid.UUID(n) for n in notification_ids], worker_id
-    )
+    await pool.execute(Q["release_leases"], [uuid.UUID(n) for n in notification_ids], worker_id)

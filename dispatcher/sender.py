@@ -86,7 +86,11 @@ class Sender:
         except OSError as error:
             return _failed(delivery, started_at, clock, f"network error: {error.strerror or error}")
         return AttemptResult(
-            delivery, started_at, _elapsed_ms(clock), status=status, body=body,
+            delivery,
+            started_at,
+            _elapsed_ms(clock),
+            status=status,
+            body=body,
             retry_after=retry_after,
         )
 
@@ -94,8 +98,11 @@ class Sender:
         self, delivery: Delivery, headers: dict[str, str]
     ) -> tuple[int, str, float | None]:
         async with self._session.post(
-            delivery.url, data=delivery.payload, headers=headers,
-            allow_redirects=False, timeout=self._timeout,
+            delivery.url,
+            data=delivery.payload,
+            headers=headers,
+            allow_redirects=False,
+            timeout=self._timeout,
         ) as response:
             body = await _read_capped(response)
             retry_after = None

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 def secret_key(secret: str) -> bytes:

@@ -56,11 +56,14 @@ class Dispatcher:
 
     async def start(self) -> None:
         self._pool = await create_pool(
-            self._dsn, self._settings.model_copy(update={"database_pool_max": 4, "database_pool_min": 1})
+            self._dsn,
+            self._settings.model_copy(update={"database_pool_max": 4, "database_pool_min": 1}),
         )
         connector = aiohttp.TCPConnector(limit=self._settings.max_in_flight, limit_per_host=0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        self._sender = Sender(self._session, self._settings.delivery_timeout, f"callbackhub/{_version()}")
+        self._sender = Sender(
+            self._session, self._settings.delivery_timeout, f"callbackhub/{_version()}"
+        )
         self._background = [
             asyncio.create_task(self._claim_loop(), name="claim-loop"),
             asyncio.create_task(self._flush_loop(), name="flush-loop"),
@@ -118,7 +121,9 @@ class Dispatcher:
     def _worth_claiming(self, callback_id: int) -> bool:
         free = self._settings.max_in_flight - len(self._in_flight)
         just_unsaturated = self._per_callback[callback_id] == self._settings.max_per_callback - 1
-        return just_unsaturated or free >= max(1, min(self._settings.claim_batch, self._settings.max_in_flight // 4))
+        return just_unsaturated or free >= max(
+            1, min(self._settings.claim_batch, self._settings.max_in_flight // 4)
+        )
 
     # Recording outcomes.
 
@@ -190,7 +195,9 @@ class Dispatcher:
             log.warning("could not record everything at shutdown (leases will expire): %s", error)
         await self._session.close()
         await self._pool.close()
-        log.info("dispatcher stopped", extra={"worker": self.worker_id, "released": len(unfinished)})
+        log.info(
+            "dispatcher stopped", extra={"worker": self.worker_id, "released": len(unfinished)}
+        )
 
 
 def _until_database_answers(what: str) -> AsyncRetrying:

@@ -22,9 +22,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, dsn: str, *, with_dispatcher: bool = False) -> web.Application:
     """The API. With ``with_dispatcher`` the same process also delivers notifications."""
-    app = web.Application(
-        middlewares=[problem_middleware], client_max_size=settings.max_body_bytes
-    )
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[DSN] = dsn
     app[VERIFIER] = TokenVerifier(settings)

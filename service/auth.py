@@ -144,7 +144,12 @@ def mint_token(
     if settings.jwt_secret is None:
         raise ValueError("CALLBACKHUB_JWT_SECRET is not set")
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + ttl}
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "scope": " ".join(scopes),
+        "iat": now,
+        "exp": now + ttl,
+    }
     if partner_id is not None:
         claims["partner_id"] = str(partner_id)
     if settings.jwt_issuer:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 import sql
+from dispatcher.signing import SECRET_PREFIX
 from service.database import Pool
 from service.errors import BadRequest, CallbackNotFound, PartnerNotFound
 from service.notification_types import ORDERED_BY_DEFAULT, payload_model, type_name
@@ -17,7 +18,6 @@ from service.partners import ensure_partner
 from service.schemas import Callback, CallbackCreated, CallbackPage, CallbackUpdate
 
 Q = sql.load_queries()
-SECRET_PREFIX = "whsec_"
 
 
 def new_signing_secret() -> str:
@@ -72,7 +72,9 @@ async def upsert_callback(
         if not row["enabled"]:
             await connection.execute(Q["fail_callback_deliveries"], row["id"], "callback_disabled")
     if row["created"]:
-        return CallbackCreated(**_callback(row).model_dump(), signing_secret=row["signing_secret"]), True
+        return CallbackCreated(
+            **_callback(row).model_dump(), signing_secret=row["signing_secret"]
+        ), True
     return _callback(row), False
 
 

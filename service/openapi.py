@@ -51,7 +51,12 @@ def _parameters(item: Endpoint) -> list[dict[str, Any]]:
         for name in _PATH_PARAM.findall(item.path)
     ]
     params += [
-        {"name": name, "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200}}
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+        }
         for name in item.headers
     ]
     if item.query is not None:
@@ -64,7 +69,10 @@ def _json(schema: dict[str, Any], media: str = "application/json") -> dict[str, 
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, **_json({"$ref": REF.format(model="ProblemDetails")}, "application/problem+json")}
+    return {
+        "description": description,
+        **_json({"$ref": REF.format(model="ProblemDetails")}, "application/problem+json"),
+    }
 
 
 def _responses(item: Endpoint) -> dict[str, Any]:
@@ -92,7 +100,9 @@ def _request_body(item: Endpoint) -> dict[str, Any] | None:
     if item.body is not None:
         return {"required": True, **_json({"$ref": REF.format(model=item.body.__name__)})}
     if item.raw_body:
-        description = "The notification payload; its schema depends on the type (GET /notification-types)"
+        description = (
+            "The notification payload; its schema depends on the type (GET /notification-types)"
+        )
         return {"required": True, "description": description, **_json({"type": "object"})}
     return None
 
@@ -120,11 +130,17 @@ def openapi_document(version: str) -> dict[str, Any]:
         paths.setdefault(item.path, {})[item.method.lower()] = _operation(item)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "callbackhub", "version": version,
-                 "description": "Partner callbacks: register URLs, emit notifications, read the delivery log."},
+        "info": {
+            "title": "callbackhub",
+            "version": version,
+            "description": "Partner callbacks: register URLs, emit notifications, "
+            "read the delivery log.",
+        },
         "paths": paths,
         "components": {
             "schemas": _component_schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }

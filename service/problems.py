@@ -157,7 +157,9 @@ def query(request: web.Request, model: type[ModelT]) -> ModelT:
     unknown = set(request.query) - _query_names(model)
     if unknown:
         raise ValidationFailed(
-            errors=[{"field": name, "message": "unknown query parameter"} for name in sorted(unknown)]
+            errors=[
+                {"field": name, "message": "unknown query parameter"} for name in sorted(unknown)
+            ]
         )
     return validate(model, dict(request.query))
 
@@ -170,9 +172,7 @@ def path_uuid(request: web.Request, name: str) -> UUID:
     try:
         return UUID(request.match_info[name])
     except ValueError:
-        raise ValidationFailed(
-            errors=[{"field": name, "message": "must be a UUID"}]
-        ) from None
+        raise ValidationFailed(errors=[{"field": name, "message": "must be a UUID"}]) from None
 
 
 def path_int(request: web.Request, name: str) -> int:

@@ -22,7 +22,7 @@ def _print_first_run_hints(settings: Settings) -> None:
     print(
         "callbackhub: generated a JWT secret in "
         f"{settings.data_dir / 'jwt-secret'}; mint a token with:\n"
-        "  callbackhub token --scope \"partners:admin\"",
+        '  callbackhub token --scope "partners:admin"',
         file=sys.stderr,
     )
 
@@ -41,12 +41,19 @@ def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int
 def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) -> None:
     app = create_app(settings, dsn, with_dispatcher=with_dispatcher)
     log.info(
-        "serving on http://%s:%d", settings.host, settings.port,
+        "serving on http://%s:%d",
+        settings.host,
+        settings.port,
         extra={"dispatcher": with_dispatcher},
     )
     web.run_app(
-        app, host=settings.host, port=settings.port, reuse_port=reuse_port,
-        print=None, shutdown_timeout=settings.shutdown_grace, access_log=None,
+        app,
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port,
+        print=None,
+        shutdown_timeout=settings.shutdown_grace,
+        access_log=None,
     )
 
 

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     claim_batch: int = Field(default=100, ge=1, le=5000)
     shutdown_grace: float = Field(default=10.0, ge=0, le=600)
     secret_rotation_overlap: float = Field(default=24 * 3600.0, ge=0)
-    allowed_networks: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = ()
+    allowed_networks: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
     require_https: bool = False
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
 

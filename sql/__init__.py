@@ -29,9 +29,7 @@ def load_migrations() -> tuple[Migration, ...]:
     for entry in resources.files("sql.migrations").iterdir():
         match = _MIGRATION_FILE.match(entry.name)
         if match:
-            found.append(
-                Migration(int(match["version"]), match["name"], entry.read_text("utf-8"))
-            )
+            found.append(Migration(int(match["version"]), match["name"], entry.read_text("utf-8")))
     return tuple(sorted(found, key=lambda migration: migration.version))
 
 

@@ -24,8 +24,13 @@ def _notification_type(request: web.Request) -> int:
 
 
 @endpoint(
-    "PUT", ONE, summary="Callback Update: register or change the URL for a notification type",
-    tag="callbacks", scope=WRITE, body=CallbackUpdate, response=Callback,
+    "PUT",
+    ONE,
+    summary="Callback Update: register or change the URL for a notification type",
+    tag="callbacks",
+    scope=WRITE,
+    body=CallbackUpdate,
+    response=Callback,
     extra_statuses={201: "Created; the body also holds signingSecret", 404: "Unknown partner"},
 )
 async def update_callback(request: web.Request) -> web.Response:
@@ -43,8 +48,13 @@ async def update_callback(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "DELETE", ONE, summary="Callback Delete (cancels its pending notifications)",
-    tag="callbacks", scope=WRITE, status=204, extra_statuses={404: "No such callback"},
+    "DELETE",
+    ONE,
+    summary="Callback Delete (cancels its pending notifications)",
+    tag="callbacks",
+    scope=WRITE,
+    status=204,
+    extra_statuses={404: "No such callback"},
 )
 async def delete_callback(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, WRITE)
@@ -54,8 +64,14 @@ async def delete_callback(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", "/partners/{partnerUniqueID}/callbacks", summary="Callback List", tag="callbacks",
-    scope=READ, query=Pagination, response=CallbackPage, extra_statuses={404: "Unknown partner"},
+    "GET",
+    "/partners/{partnerUniqueID}/callbacks",
+    summary="Callback List",
+    tag="callbacks",
+    scope=READ,
+    query=Pagination,
+    response=CallbackPage,
+    extra_statuses={404: "Unknown partner"},
 )
 async def list_callbacks(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, READ)
@@ -65,7 +81,12 @@ async def list_callbacks(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", ONE, summary="Get one callback", tag="callbacks", scope=READ, response=Callback,
+    "GET",
+    ONE,
+    summary="Get one callback",
+    tag="callbacks",
+    scope=READ,
+    response=Callback,
     extra_statuses={404: "No such callback"},
 )
 async def get_callback(request: web.Request) -> web.Response:
@@ -76,8 +97,13 @@ async def get_callback(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", ONE + "/secret", summary="The callback's signing secret", tag="callbacks",
-    scope=WRITE, response=SigningSecret, extra_statuses={404: "No such callback"},
+    "GET",
+    ONE + "/secret",
+    summary="The callback's signing secret",
+    tag="callbacks",
+    scope=WRITE,
+    response=SigningSecret,
+    extra_statuses={404: "No such callback"},
 )
 async def get_secret(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, WRITE)
@@ -87,9 +113,13 @@ async def get_secret(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "POST", ONE + "/secret/rotate",
-    summary="Rotate the signing secret; the old one also signs for 24 h", tag="callbacks",
-    scope=WRITE, response=SigningSecret, extra_statuses={404: "No such callback"},
+    "POST",
+    ONE + "/secret/rotate",
+    summary="Rotate the signing secret; the old one also signs for 24 h",
+    tag="callbacks",
+    scope=WRITE,
+    response=SigningSecret,
+    extra_statuses={404: "No such callback"},
 )
 async def rotate_secret(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, WRITE)

@@ -23,8 +23,14 @@ BASE = "/partners/{partnerUniqueID}/notifications"
 
 
 @endpoint(
-    "GET", BASE, summary="The delivery log, newest first", tag="deliveries", scope=READ,
-    query=NotificationFilter, response=NotificationPage, extra_statuses={404: "Unknown partner"},
+    "GET",
+    BASE,
+    summary="The delivery log, newest first",
+    tag="deliveries",
+    scope=READ,
+    query=NotificationFilter,
+    response=NotificationPage,
+    extra_statuses={404: "Unknown partner"},
 )
 async def list_notifications(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, READ)
@@ -34,8 +40,12 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", BASE + "/{notificationId}", summary="One notification with payload and attempt log",
-    tag="deliveries", scope=READ, response=NotificationDetail,
+    "GET",
+    BASE + "/{notificationId}",
+    summary="One notification with payload and attempt log",
+    tag="deliveries",
+    scope=READ,
+    response=NotificationDetail,
     extra_statuses={404: "Unknown partner or notification"},
 )
 async def get_notification(request: web.Request) -> web.Response:
@@ -46,9 +56,13 @@ async def get_notification(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "POST", BASE + "/{notificationId}/redeliver",
+    "POST",
+    BASE + "/{notificationId}/redeliver",
     summary="Queue a notification again with a fresh attempt budget (same webhook-id)",
-    tag="deliveries", scope=WRITE, response=RedeliverAccepted, status=202,
+    tag="deliveries",
+    scope=WRITE,
+    response=RedeliverAccepted,
+    status=202,
     extra_statuses={404: "Unknown notification", 409: "Callback disabled or delivery under way"},
 )
 async def redeliver(request: web.Request) -> web.Response:
@@ -59,9 +73,15 @@ async def redeliver(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "POST", BASE + "/redeliver-failed", summary="Queue again every failed notification since a time",
-    tag="deliveries", scope=WRITE, body=RedeliverFailed, response=RedeliverFailedAccepted,
-    status=202, extra_statuses={404: "Unknown partner"},
+    "POST",
+    BASE + "/redeliver-failed",
+    summary="Queue again every failed notification since a time",
+    tag="deliveries",
+    scope=WRITE,
+    body=RedeliverFailed,
+    response=RedeliverFailedAccepted,
+    status=202,
+    extra_statuses={404: "Unknown partner"},
 )
 async def redeliver_failed(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, WRITE)

@@ -27,9 +27,14 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 
 @endpoint(
-    "POST", "/partners/{partnerUniqueID}/callbacks/{notificationTypeID}/echo",
+    "POST",
+    "/partners/{partnerUniqueID}/callbacks/{notificationTypeID}/echo",
     summary="Callback Echo: queue a notification for delivery to the partner's callback",
-    tag="notifications", scope=EMIT, raw_body=True, response=EchoAccepted, status=202,
+    tag="notifications",
+    scope=EMIT,
+    raw_body=True,
+    response=EchoAccepted,
+    status=202,
     headers=("Idempotency-Key",),
     extra_statuses={
         404: "Unknown partner, or no callback for this type",

@@ -12,16 +12,24 @@ from service.schemas import HealthStatus
 
 
 @endpoint(
-    "GET", "/health/live", summary="200 while the process runs", tag="health",
-    authenticated=False, response=HealthStatus,
+    "GET",
+    "/health/live",
+    summary="200 while the process runs",
+    tag="health",
+    authenticated=False,
+    response=HealthStatus,
 )
 async def live(request: web.Request) -> web.Response:
     return web.json_response(HealthStatus(status="ok").dump(exclude_none=True))
 
 
 @endpoint(
-    "GET", "/health/ready", summary="200 when the database answers and is migrated, else 503",
-    tag="health", authenticated=False, response=HealthStatus,
+    "GET",
+    "/health/ready",
+    summary="200 when the database answers and is migrated, else 503",
+    tag="health",
+    authenticated=False,
+    response=HealthStatus,
     extra_statuses={503: "Not ready; the body says why"},
 )
 async def ready(request: web.Request) -> web.Response:

@@ -23,8 +23,14 @@ ADMIN = "partners:admin"
 
 
 @endpoint(
-    "POST", "/partners", summary="Create a partner", tag="partners", scope=ADMIN,
-    body=PartnerCreate, response=Partner, status=201,
+    "POST",
+    "/partners",
+    summary="Create a partner",
+    tag="partners",
+    scope=ADMIN,
+    body=PartnerCreate,
+    response=Partner,
+    status=201,
     extra_statuses={409: "A partner with this id exists"},
 )
 async def create_partner(request: web.Request) -> web.Response:
@@ -35,8 +41,13 @@ async def create_partner(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", "/partners", summary="List partners", tag="partners", scope=ADMIN,
-    query=Pagination, response=PartnerPage,
+    "GET",
+    "/partners",
+    summary="List partners",
+    tag="partners",
+    scope=ADMIN,
+    query=Pagination,
+    response=PartnerPage,
 )
 async def list_partners(request: web.Request) -> web.Response:
     authorize(request, ADMIN)
@@ -46,8 +57,13 @@ async def list_partners(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", "/partners/{partnerUniqueID}", summary="Get a partner", tag="partners", scope=ADMIN,
-    response=Partner, extra_statuses={404: "Unknown partner"},
+    "GET",
+    "/partners/{partnerUniqueID}",
+    summary="Get a partner",
+    tag="partners",
+    scope=ADMIN,
+    response=Partner,
+    extra_statuses={404: "Unknown partner"},
 )
 async def get_partner(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, ADMIN)
@@ -56,8 +72,13 @@ async def get_partner(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "DELETE", "/partners/{partnerUniqueID}", summary="Delete a partner and its callbacks",
-    tag="partners", scope=ADMIN, status=204, extra_statuses={404: "Unknown partner"},
+    "DELETE",
+    "/partners/{partnerUniqueID}",
+    summary="Delete a partner and its callbacks",
+    tag="partners",
+    scope=ADMIN,
+    status=204,
+    extra_statuses={404: "Unknown partner"},
 )
 async def delete_partner(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, ADMIN)
@@ -66,13 +87,16 @@ async def delete_partner(request: web.Request) -> web.Response:
 
 
 @endpoint(
-    "GET", "/notification-types", summary="The notification types and their payload schemas",
-    tag="notification types", response=NotificationTypeList,
+    "GET",
+    "/notification-types",
+    summary="The notification types and their payload schemas",
+    tag="notification types",
+    response=NotificationTypeList,
 )
 async def list_notification_types(request: web.Request) -> web.Response:
     authenticate(request)
     items = [
-        NotificationTypeInfo(id=type_id, name=model.__name__, schema=payload_schema(type_id))
+        NotificationTypeInfo(id=type_id, name=model.__name__, schema_=payload_schema(type_id))
         for type_id, model in sorted(NOTIFICATION_TYPES.items())
     ]
     return web.json_response(NotificationTypeList(items=items).dump())
