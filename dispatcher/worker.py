@@ -115,15 +115,6 @@ class Dispatcher:
                 del self._per_callback[delivery.callback_id]
         self._results.append(result)
         self._results_ready.set()
-        if self._worth_claiming(delivery.callback_id):
-            self._wake.set()
-
-    def _worth_claiming(self, callback_id: int) -> bool:
-        free = self._settings.max_in_flight - len(self._in_flight)
-        just_unsaturated = self._per_callback[callback_id] == self._settings.max_per_callback - 1
-        return just_unsaturated or free >= max(
-            1, min(self._settings.claim_batch, self._settings.max_in_flight // 4)
-        )
 
     # Recording outcomes.
 
@@ -143,6 +134,8 @@ class Dispatcher:
                     )
             del self._results[: len(batch)]
             self._log_outcomes(batch)
+            # Slots are free now and successors of ordered deliveries are released: claim.
+            self._wake.set()
         self._results_ready.clear()
 
     def _log_outcomes(self, batch: list[AttemptResult]) -> None:

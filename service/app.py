@@ -43,6 +43,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     async with pool.acquire() as connection:
         await migrate(connection)
     app[POOL] = pool
-    app[INGEST] = Ingest(pool, settings.idempotency_ttl)
+    app[INGEST] = Ingest(pool, settings.idempotency_ttl, settings.ingest_writers)
     yield
+    await app[INGEST].close()
     await pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +13,11 @@ from typing import Any, TypeAlias
 import asyncpg
 from tenacity import (
     AsyncRetrying,
+    Retrying,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential,
+    wait_fixed,
 )
 
 import sql
@@ -45,7 +48,16 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     folder = data_dir.resolve() / "postgres"
-    server = embedded_postgres.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
+    # A server from an earlier run may still be shutting down: the package then refuses to
+    # start until it is gone, so try again for a little while.
+    retrying = Retrying(
+        retry=retry_if_exception_type((AssertionError, subprocess.SubprocessError)),
+        wait=wait_fixed(0.5),
+        stop=stop_after_delay(30),
+        reraise=True,
+    )
+    get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+    server = retrying(get_server, folder, cleanup_mode="stop")
     log.info("embedded PostgreSQL running", extra={"data_dir": str(data_dir)})
     return str(server.get_uri())
 

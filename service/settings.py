@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Group commit: how many echo transactions may be open at once per API process.
+    ingest_writers: int = Field(default=2, ge=1, le=64)
 
     # Tokens.
     jwt_secret: SecretStr | None = None
