@@ -65,6 +65,8 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         sequence=row["sequence"],
         ordered=row["ordered"],
         subject=str(row["subject"]),
+        partner_id=str(row["partner_id"]),
+        accepted_at=row["accepted_at"],
     )
 
 
@@ -97,7 +99,7 @@ def _reason(result: AttemptResult) -> str:
 
 async def finish(
     pool: Pool, results: Sequence[AttemptResult], policy: RetryPolicy, disable_after: float
-) -> None:
+) -> list[Verdict]:
     """Record the attempts and their consequences in one transaction."""
     verdicts = [judge(result, policy) for result in results]
     async with pool.acquire() as connection, connection.transaction():
@@ -106,6 +108,7 @@ async def finish(
         finished = await _apply_verdicts(connection, results, verdicts)
         await _release_successors(connection, finished)
         await _update_callback_health(connection, results, disable_after)
+    return verdicts
 
 
 async def _lock_ordered_subjects(

@@ -29,6 +29,8 @@ class Delivery:
     sequence: int
     ordered: bool
     subject: str
+    partner_id: str = ""
+    accepted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ import aiohttp
 from aiohttp import web
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from dispatcher import queue
+from dispatcher import outcomes, queue
 from dispatcher.listener import listen_forever
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender
 from service.database import create_pool
 from service.keys import DSN, SETTINGS
+from service.metrics import IN_FLIGHT
 from service.problems import DATABASE_DOWN
 from service.settings import Settings
 
@@ -101,6 +102,7 @@ class Dispatcher:
         return len(deliveries) == limits.total and not self._stopping
 
     def _start(self, delivery: Delivery) -> None:
+        IN_FLIGHT.inc()
         self._per_callback[delivery.callback_id] += 1
         task = asyncio.create_task(self._deliver(delivery))
         self._in_flight[delivery.notification_id] = task
@@ -109,6 +111,7 @@ class Dispatcher:
         try:
             result = await self._sender.attempt(delivery)
         finally:
+            IN_FLIGHT.dec()
             self._in_flight.pop(delivery.notification_id, None)
             self._per_callback[delivery.callback_id] -= 1
             if self._per_callback[delivery.callback_id] <= 0:
@@ -127,31 +130,17 @@ class Dispatcher:
         """Write back finished attempts; on a database error keep them and try again."""
         while self._results:
             batch = self._results[:FLUSH_BATCH]
+            verdicts: list[queue.Verdict] = []
             async for attempt in _until_database_answers("recording outcomes"):
                 with attempt:
-                    await queue.finish(
+                    verdicts = await queue.finish(
                         self._pool, batch, self._policy, self._settings.disable_after
                     )
             del self._results[: len(batch)]
-            self._log_outcomes(batch)
+            outcomes.observe(batch, verdicts, self._settings.metrics_per_partner)
             # Slots are free now and successors of ordered deliveries are released: claim.
             self._wake.set()
         self._results_ready.clear()
-
-    def _log_outcomes(self, batch: list[AttemptResult]) -> None:
-        if not log.isEnabledFor(logging.DEBUG):
-            return
-        for result in batch:
-            log.debug(
-                "attempt finished",
-                extra={
-                    "notification_id": result.delivery.notification_id,
-                    "attempt": result.delivery.attempt,
-                    "status": result.status,
-                    "error": result.error,
-                    "duration_ms": result.duration_ms,
-                },
-            )
 
     # Stopping.
 

@@ -13,6 +13,7 @@ from service.database import create_pool, migrate
 from service.endpoints import ENDPOINTS
 from service.ingest import Ingest
 from service.keys import DSN, INGEST, POOL, SETTINGS, VERIFIER
+from service.metrics import count_requests
 from service.problems import problem_middleware
 from service.settings import Settings
 from service.views import docs
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, dsn: str, *, with_dispatcher: bool = False) -> web.Application:
     """The API. With ``with_dispatcher`` the same process also delivers notifications."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[count_requests, problem_middleware], client_max_size=settings.max_body_bytes
+    )
     app[SETTINGS] = settings
     app[DSN] = dsn
     app[VERIFIER] = TokenVerifier(settings)

@@ -31,6 +31,7 @@ class Endpoint:
     status: int = 200
     extra_statuses: dict[int, str] = field(default_factory=dict)
     headers: tuple[str, ...] = ()
+    media_type: str = "application/json"
 
 
 ENDPOINTS: list[Endpoint] = []

@@ -79,6 +79,8 @@ def _responses(item: Endpoint) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "Success"}
     if item.response is not None:
         success.update(_json({"$ref": REF.format(model=item.response.__name__)}))
+    elif item.media_type != "application/json":
+        success.update(_json({"type": "string"}, item.media_type))
     responses: dict[str, Any] = {str(item.status): success}
     for status, description in item.extra_statuses.items():
         if 200 <= status < 300:

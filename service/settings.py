@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     require_https: bool = False
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
 
+    # Observability.
+    metrics_per_partner: bool = False
+
     @field_validator("retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: object) -> object:

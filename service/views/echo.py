@@ -10,7 +10,8 @@ from service.callbacks import ensure_supported_type
 from service.endpoints import endpoint
 from service.errors import BadRequest, ValidationFailed
 from service.ingest import Emission
-from service.keys import INGEST
+from service.keys import INGEST, SETTINGS
+from service.metrics import NOTIFICATIONS_ACCEPTED
 from service.notification_types import NOTIFICATION_TYPES
 from service.problems import field_errors, parse_json, path_int, read_json_body
 from service.schemas import EchoAccepted
@@ -55,4 +56,6 @@ async def echo(request: web.Request) -> web.Response:
         raise ValidationFailed(errors=field_errors(error)) from None
     emission = Emission(partner_id, notification_type, payload.subject, raw, key)
     notification_id = await request.app[INGEST].accept(emission)
+    partner_label = str(partner_id) if request.app[SETTINGS].metrics_per_partner else ""
+    NOTIFICATIONS_ACCEPTED.labels(str(notification_type), partner_label).inc()
     return web.json_response(EchoAccepted(notification_id=notification_id).dump(), status=202)

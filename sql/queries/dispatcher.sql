@@ -35,7 +35,8 @@ WHERE d.notification_id = chosen.notification_id
   AND n.id = d.notification_id
   AND c.id = d.callback_id
 RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.round_attempts,
-          d.sequence, d.ordered, d.subject, n.payload, c.url, c.signing_secret,
+          d.sequence, d.ordered, d.subject, d.partner_id, n.created_at AS accepted_at,
+          n.payload, c.url, c.signing_secret,
           CASE WHEN c.previous_secret_expires_at > now() THEN c.previous_secret END
               AS previous_secret;
 

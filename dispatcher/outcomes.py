@@ -1,0 +1,52 @@
+"""What the dispatcher tells Prometheus and the log about finished attempts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from dispatcher.queue import Verdict
+from dispatcher.sender import AttemptResult
+from service.metrics import ATTEMPT_DURATION, DELIVERY_OUTCOMES, END_TO_END_LAG
+
+log = logging.getLogger("dispatcher.outcomes")
+
+
+def outcome_name(result: AttemptResult, verdict: Verdict) -> str:
+    if result.blocked:
+        return "blocked"
+    return {"delivered": "delivered", "queued": "retried"}.get(verdict.status, "failed")
+
+
+def observe(
+    results: Sequence[AttemptResult], verdicts: Sequence[Verdict], per_partner: bool
+) -> None:
+    now = datetime.now(UTC)
+    for result, verdict in zip(results, verdicts, strict=True):
+        delivery = result.delivery
+        outcome = outcome_name(result, verdict)
+        partner = delivery.partner_id if per_partner else ""
+        DELIVERY_OUTCOMES.labels(outcome, str(delivery.notification_type), partner).inc()
+        ATTEMPT_DURATION.observe(result.duration_ms / 1000)
+        if outcome == "delivered" and delivery.accepted_at is not None:
+            END_TO_END_LAG.observe((now - delivery.accepted_at).total_seconds())
+        _log(result, outcome)
+
+
+def _log(result: AttemptResult, outcome: str) -> None:
+    level = logging.INFO if outcome in ("failed", "blocked") else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
+        "attempt %s",
+        outcome,
+        extra={
+            "notification_id": result.delivery.notification_id,
+            "attempt": result.delivery.attempt,
+            "status": result.status,
+            "error": result.error,
+            "duration_ms": result.duration_ms,
+        },
+    )

@@ -1,0 +1,48 @@
+"""/metrics: Prometheus text with the counters the operators rely on."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import auth
+
+
+async def _metrics(client: TestClient) -> str:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    return await response.text()
+
+
+def _value(text: str, prefix: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+async def test_metrics_count_requests_and_queue(client: TestClient, partner: str) -> None:
+    await client.put(
+        f"/partners/{partner}/callbacks/2",
+        json={"url": "https://example.com/hook"},
+        headers=auth("callbacks:write"),
+    )
+    before = _value(
+        await _metrics(client), 'callbackhub_notifications_accepted_total{notification_type="2"'
+    )
+    response = await client.post(
+        f"/partners/{partner}/callbacks/2/echo",
+        json={
+            "simulationUniqueId": "8e6a1a8c-56b6-4b0e-9d3a-3f0c2f0e9d11",
+            "noteUniqueId": "0b5c1d5e-7d1e-4f5e-8c1d-2a3b4c5d6e7f",
+            "subject": "s",
+            "text": "t",
+            "createdAt": "2026-01-01T00:00:00Z",
+        },
+        headers=auth("notifications:emit"),
+    )
+    assert response.status == 202
+    text = await _metrics(client)
+    accepted = _value(text, 'callbackhub_notifications_accepted_total{notification_type="2"')
+    assert accepted == before + 1
+    assert 'callbackhub_queue_depth{state="due"} 1.0' in text
+    assert 'route="/partners/{partnerUniqueID}/callbacks/{notificationTypeID}/echo"' in text
+    assert partner not in text  # no partner-identifying labels by default
