@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from dispatcher import outcomes, queue
 from dispatcher.listener import listen_forever
+from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender
 from service.database import create_pool
@@ -69,6 +70,7 @@ class Dispatcher:
             asyncio.create_task(self._claim_loop(), name="claim-loop"),
             asyncio.create_task(self._flush_loop(), name="flush-loop"),
             asyncio.create_task(listen_forever(self._dsn, self._wake.set), name="listener"),
+            asyncio.create_task(purge_forever(self._pool, self._settings), name="retention"),
         ]
         log.info("dispatcher started", extra={"worker": self.worker_id})
 

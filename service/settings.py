@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     ] = ()
     require_https: bool = False
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
+    retention_days: float = Field(default=30.0, gt=0)
+    retention_interval: float = Field(default=60.0, gt=0, le=86400)
 
     # Observability.
     metrics_per_partner: bool = False

@@ -1,0 +1,64 @@
+"""Retention deletes finished notifications past the retention period, and nothing else."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from dispatcher.retention import purge_once
+from service.keys import POOL
+from service.settings import Settings
+from tests.conftest import auth
+
+NOTE = {
+    "processUniqueId": "8e6a1a8c-56b6-4b0e-9d3a-3f0c2f0e9d11",
+    "noteUniqueId": "0b5c1d5e-7d1e-4f5e-8c1d-2a3b4c5d6e7f",
+    "subject": "s",
+    "text": "t",
+    "createdAt": "2026-01-01T00:00:00Z",
+}
+
+
+async def _emit(client: TestClient, partner: str) -> str:
+    response = await client.post(
+        f"/partners/{partner}/callbacks/2/echo", json=NOTE, headers=auth("notifications:emit")
+    )
+    assert response.status == 202
+    return str((await response.json())["notificationId"])
+
+
+async def test_purges_only_old_finished_notifications(
+    client: TestClient, partner: str, database: str, settings: Settings
+) -> None:
+    await client.put(
+        f"/partners/{partner}/callbacks/2",
+        json={"url": "https://example.com/hook"},
+        headers=auth("callbacks:write"),
+    )
+    old_delivered, old_failed, recent, pending = [await _emit(client, partner) for _ in range(4)]
+    connection = await asyncpg.connect(database)
+    try:
+        await connection.execute(
+            """UPDATE deliveries SET status = CASE WHEN notification_id = $1 THEN 'delivered'
+                                               ELSE 'failed' END,
+                                     finished_at = now() - interval '31 days'
+               WHERE notification_id = ANY($2::uuid[])""",
+            old_delivered,
+            [old_delivered, old_failed],
+        )
+        await connection.execute(
+            "UPDATE deliveries SET status = 'delivered', finished_at = now() - interval '29 days'"
+            " WHERE notification_id = $1",
+            recent,
+        )
+        await connection.execute(
+            "INSERT INTO delivery_attempts VALUES ($1, 1, now(), 5, 500, 'x', NULL)", old_failed
+        )
+        deleted = await purge_once(client.app[POOL], settings)
+        remaining = {str(r["id"]) for r in await connection.fetch("SELECT id FROM notifications")}
+        attempts = await connection.fetchval("SELECT count(*) FROM delivery_attempts")
+    finally:
+        await connection.close()
+    assert deleted == 2
+    assert remaining == {recent, pending}
+    assert attempts == 0
