@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from dispatcher.resolver import blocked_cause
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from dispatcher.signing import signature_header
 
@@ -83,10 +84,8 @@ class Sender:
             status, body, retry_after = await self._post(delivery, headers)
         except TimeoutError:
             return _failed(delivery, started_at, clock, "timeout")
-        except aiohttp.ClientError as error:
-            return _failed(delivery, started_at, clock, _describe(error))
-        except OSError as error:
-            return _failed(delivery, started_at, clock, f"network error: {error.strerror or error}")
+        except (aiohttp.ClientError, OSError) as error:
+            return _unanswered(delivery, started_at, clock, error)
         return AttemptResult(
             delivery,
             started_at,
@@ -114,11 +113,17 @@ class Sender:
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> str:
-    """The first 4 KiB of the body; the rest is never buffered (the connection is closed)."""
-    chunk = await response.content.read(RESPONSE_BODY_LIMIT)
+    """The first 4 KiB of the body; the rest is never buffered (the connection is closed).
+
+    ``read(n)`` answers with whatever has arrived, so read until 4 KiB or the end: a partner
+    that trickles its body forever runs into the timeout instead of counting as an answer.
+    """
+    body = b""
+    while len(body) < RESPONSE_BODY_LIMIT and not response.content.at_eof():
+        body += await response.content.read(RESPONSE_BODY_LIMIT - len(body))
     if not response.content.at_eof():
         response.close()
-    return chunk.decode("utf-8", "replace")
+    return body.decode("utf-8", "replace")
 
 
 def _describe(error: aiohttp.ClientError) -> str:
@@ -135,6 +140,19 @@ def _elapsed_ms(clock: float) -> int:
 
 def _failed(delivery: Delivery, started_at: datetime, clock: float, error: str) -> AttemptResult:
     return AttemptResult(delivery, started_at, _elapsed_ms(clock), error=error)
+
+
+def _unanswered(
+    delivery: Delivery, started_at: datetime, clock: float, error: aiohttp.ClientError | OSError
+) -> AttemptResult:
+    """No HTTP answer: the URL guard refused the destination, or the connection failed."""
+    refusal = blocked_cause(error)
+    if refusal is not None:
+        message = f"blocked_address: {refusal}"[:500]
+        return AttemptResult(delivery, started_at, _elapsed_ms(clock), error=message, blocked=True)
+    if isinstance(error, aiohttp.ClientError):
+        return _failed(delivery, started_at, clock, _describe(error))
+    return _failed(delivery, started_at, clock, f"network error: {error.strerror or error}")
 
 
 __all__ = ["AttemptResult", "Delivery", "Sender"]

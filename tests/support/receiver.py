@@ -45,6 +45,8 @@ class Receiver:
     responses: list[Responder] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
     _runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -58,10 +60,10 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/hook"
+        self.url = f"http://{self.host}:{port}/hook"
         return self
 
     async def stop(self) -> None:
