@@ -6,6 +6,7 @@ ES256 with the public key), never taken from the token, and ``none`` is never ac
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ SCOPES = frozenset(
 ADMIN_SCOPE = "partners:admin"
 MAX_TOKEN_BYTES = 8192
 _CACHE_LIMIT = 10_000
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 
 
 class InvalidToken(Unauthorized):
@@ -86,7 +88,7 @@ class TokenVerifier:
             raise InvalidToken("the bearer token is too large")
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
-            if algorithm not in self._keys:
+            if not isinstance(algorithm, str) or algorithm not in self._keys:
                 raise InvalidToken("the token's algorithm is not accepted")
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -106,10 +108,17 @@ class TokenVerifier:
         self._cache[token] = (expires, principal)
 
 
-def _principal_from(claims: dict[str, Any]) -> Principal:
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    """RFC 6749 scopes: tokens of printable ASCII separated by single spaces. Anything else
+    (a list, tabs, non-breaking or doubled spaces) is refused rather than guessed at."""
     scope = claims.get("scope", "")
-    if not isinstance(scope, str):
+    if not isinstance(scope, str) or (scope and not _SCOPE.fullmatch(scope)):
         raise InvalidToken("the scope claim must be a space-separated string")
+    return frozenset(scope.split(" ")) & SCOPES
+
+
+def _principal_from(claims: dict[str, Any]) -> Principal:
+    scopes = _scopes(claims)
     partner = claims.get("partner_id")
     try:
         partner_id = UUID(partner) if partner is not None else None
@@ -118,7 +127,7 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
     subject = claims.get("sub")
     return Principal(
         subject=str(subject) if subject is not None else None,
-        scopes=frozenset(scope.split()) & SCOPES,
+        scopes=scopes,
         partner_id=partner_id,
     )
 

@@ -11,8 +11,8 @@ import asyncpg
 
 import sql
 from dispatcher.signing import SECRET_PREFIX
-from service.database import Pool
-from service.errors import BadRequest, CallbackNotFound, PartnerNotFound
+from service.database import Pool, retry_on_conflict
+from service.errors import CallbackNotFound, PartnerNotFound, ValidationFailed
 from service.notification_types import ORDERED_BY_DEFAULT, payload_model, type_name
 from service.partners import ensure_partner
 from service.schemas import Callback, CallbackCreated, CallbackPage, CallbackUpdate
@@ -27,7 +27,8 @@ def new_signing_secret() -> str:
 
 def ensure_supported_type(notification_type: int) -> None:
     if payload_model(notification_type) is None:
-        raise BadRequest(f"notification type {notification_type} is not supported")
+        message = f"notification type {notification_type} is not supported"
+        raise ValidationFailed(message, errors=[{"field": "notificationType", "message": message}])
 
 
 def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
@@ -45,6 +46,7 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
     )
 
 
+@retry_on_conflict
 async def upsert_callback(
     pool: Pool, partner_id: uuid.UUID, notification_type: int, update: CallbackUpdate
 ) -> tuple[Callback, bool]:
@@ -106,10 +108,12 @@ async def list_callbacks(
     return CallbackPage(items=[_callback(r) for r in rows], offset=offset, limit=limit, total=total)
 
 
+@retry_on_conflict
 async def delete_callback(pool: Pool, partner_id: uuid.UUID, notification_type: int) -> None:
     """Delete the callback; its pending notifications are cancelled."""
     async with pool.acquire() as connection, connection.transaction():
         row = await get_callback_row(connection, partner_id, notification_type)
+        await connection.execute(Q["lock_partner_subjects"], partner_id, row["id"])
         await connection.execute(Q["cancel_callback_deliveries"], row["id"])
         await connection.execute(Q["delete_callback"], row["id"])
 

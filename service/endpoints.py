@@ -28,6 +28,8 @@ class Endpoint:
     raw_body: bool = False
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
+    # Statuses whose body is another model than ``response`` (e.g. 201 with the new secret).
+    status_models: dict[int, type[BaseModel]] = field(default_factory=dict)
     status: int = 200
     extra_statuses: dict[int, str] = field(default_factory=dict)
     headers: tuple[str, ...] = ()

@@ -16,11 +16,34 @@ from pydantic_core import PydanticCustomError
 SUBJECT_FIELDS = ("processUniqueId", "simulationUniqueId")
 
 
+SUBJECT_RULE = "exactly one of processUniqueId or simulationUniqueId is required"
+
+
+def subject_errors(data: object) -> list[dict[str, str]]:
+    """The exactly-one-subject rule on raw JSON: one error per subject field when it fails."""
+    if not isinstance(data, dict):
+        return []
+    present = [name for name in SUBJECT_FIELDS if data.get(name) is not None]
+    if len(present) == 1:
+        return []
+    return [{"field": name, "message": SUBJECT_RULE} for name in SUBJECT_FIELDS]
+
+
 class NotificationPayload(BaseModel):
     """Fields every payload has: exactly one subject, a process or a simulation."""
 
     model_config = ConfigDict(
-        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=False,
+        # The exactly-one-subject rule, so the published schema admits only what is accepted.
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in SUBJECT_FIELDS
+            ]
+        },
     )
 
     process_unique_id: UUID | None = None
@@ -29,10 +52,7 @@ class NotificationPayload(BaseModel):
     @model_validator(mode="after")
     def _exactly_one_subject(self) -> NotificationPayload:
         if (self.process_unique_id is None) == (self.simulation_unique_id is None):
-            raise PydanticCustomError(
-                "exactly_one_subject",
-                "exactly one of processUniqueId or simulationUniqueId is required",
-            )
+            raise PydanticCustomError("exactly_one_subject", SUBJECT_RULE)
         return self
 
     @property

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.endpoints import ENDPOINTS, Endpoint
+from service.notification_types import NOTIFICATION_TYPES
 from service.schemas import ProblemDetails
 
 REF = "#/components/schemas/{model}"
@@ -16,15 +17,16 @@ _PATH_PARAM = re.compile(r"{(\w+)}")
 _PARAM_SCHEMAS = {
     "partnerUniqueID": {"type": "string", "format": "uuid"},
     "notificationId": {"type": "string", "format": "uuid"},
-    "notificationType": {"type": "integer", "minimum": 1},
-    "notificationTypeID": {"type": "integer", "minimum": 1},
+    "notificationType": {"type": "integer", "enum": sorted(NOTIFICATION_TYPES)},
+    "notificationTypeID": {"type": "integer", "enum": sorted(NOTIFICATION_TYPES)},
 }
 
 
 def _models() -> list[type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {"ProblemDetails": ProblemDetails}
+    found |= {model.__name__: model for model in NOTIFICATION_TYPES.values()}
     for item in ENDPOINTS:
-        for model in (item.body, item.response):
+        for model in (item.body, item.response, *item.status_models.values()):
             if model is not None:
                 found[model.__name__] = model
     return list(found.values())
@@ -83,7 +85,13 @@ def _responses(item: Endpoint) -> dict[str, Any]:
         success.update(_json({"type": "string"}, item.media_type))
     responses: dict[str, Any] = {str(item.status): success}
     for status, description in item.extra_statuses.items():
-        if 200 <= status < 300:
+        if status in item.status_models:
+            model = item.status_models[status].__name__
+            responses[str(status)] = {
+                "description": description,
+                **_json({"$ref": REF.format(model=model)}),
+            }
+        elif 200 <= status < 300:
             responses[str(status)] = {**success, "description": description}
         else:
             responses[str(status)] = _problem(description)
@@ -105,7 +113,8 @@ def _request_body(item: Endpoint) -> dict[str, Any] | None:
         description = (
             "The notification payload; its schema depends on the type (GET /notification-types)"
         )
-        return {"required": True, "description": description, **_json({"type": "object"})}
+        payloads = [{"$ref": REF.format(model=m.__name__)} for m in NOTIFICATION_TYPES.values()]
+        return {"required": True, "description": description, **_json({"anyOf": payloads})}
     return None
 
 

@@ -18,7 +18,8 @@ class ApiModel(BaseModel):
 
 
 class Pagination(ApiModel):
-    offset: int = Field(default=0, ge=0)
+    # Bounded by the SQL types they are bound to (bigint, integer): past them asyncpg raises.
+    offset: int = Field(default=0, ge=0, le=2**63 - 1)
     limit: int = Field(default=20, ge=1, le=100)
 
 
@@ -51,7 +52,8 @@ class NotificationTypeList(ApiModel):
 
 
 class CallbackUpdate(ApiModel):
-    url: str = Field(min_length=1, max_length=2048)
+    # An absolute http(s) URL; checked in full by ``dispatcher.url_guard``.
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})
     enabled: bool = True
     description: str | None = Field(default=None, max_length=1000)
     ordered_delivery: bool | None = None
@@ -95,7 +97,7 @@ DeliveryStatus = Literal["queued", "delivering", "delivered", "failed", "cancell
 
 class NotificationFilter(Pagination):
     status: DeliveryStatus | None = None
-    notification_type: int | None = Field(default=None, ge=1)
+    notification_type: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class NotificationSummary(ApiModel):

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatcher.url_guard import UrlRejected, check_url_syntax
+from dispatcher.url_guard import UrlRejected, check_url_destination, check_url_syntax
 from service import callbacks
 from service.access import authorize_partner
 from service.endpoints import endpoint
 from service.errors import ValidationFailed
 from service.keys import POOL, SETTINGS
 from service.problems import json_body, path_int, query
-from service.schemas import Callback, CallbackPage, CallbackUpdate, Pagination, SigningSecret
+from service.schemas import (
+    Callback,
+    CallbackCreated,
+    CallbackPage,
+    CallbackUpdate,
+    Pagination,
+    SigningSecret,
+)
 
 READ, WRITE = "callbacks:read", "callbacks:write"
 ONE = "/partners/{partnerUniqueID}/callbacks/{notificationType}"
@@ -31,14 +38,17 @@ def _notification_type(request: web.Request) -> int:
     scope=WRITE,
     body=CallbackUpdate,
     response=Callback,
+    status_models={201: CallbackCreated},
     extra_statuses={201: "Created; the body also holds signingSecret", 404: "Unknown partner"},
 )
 async def update_callback(request: web.Request) -> web.Response:
     partner_id = authorize_partner(request, WRITE)
     notification_type = _notification_type(request)
     update = await json_body(request, CallbackUpdate)
+    settings = request.app[SETTINGS]
     try:
-        check_url_syntax(update.url, request.app[SETTINGS].require_https)
+        check_url_syntax(update.url, settings.require_https)
+        await check_url_destination(update.url, settings.allowed_networks)
     except UrlRejected as error:
         raise ValidationFailed(errors=[{"field": "url", "message": str(error)}]) from None
     callback, created = await callbacks.upsert_callback(

@@ -12,7 +12,7 @@ from service.errors import BadRequest, ValidationFailed
 from service.ingest import Emission
 from service.keys import INGEST, SETTINGS
 from service.metrics import NOTIFICATIONS_ACCEPTED
-from service.notification_types import NOTIFICATION_TYPES
+from service.notification_types import NOTIFICATION_TYPES, subject_errors
 from service.problems import field_errors, parse_json, path_int, read_json_body
 from service.schemas import EchoAccepted
 
@@ -22,9 +22,23 @@ MAX_IDEMPOTENCY_KEY = 200
 
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    # isprintable() also refuses the surrogates aiohttp decodes non-UTF-8 header bytes to.
+    if key is not None and not (1 <= len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable UTF-8 characters"
+        )
     return key
+
+
+def _payload_errors(error: ValidationError, data: object) -> list[dict[str, str]]:
+    """Pydantic's errors, plus the subject rule even when other fields failed too (pydantic
+    checks it only once every field is valid)."""
+    errors = field_errors(error)
+    named = {e["field"] for e in errors}
+    for problem in subject_errors(data):
+        if problem["field"] not in named:
+            errors.append(problem)
+    return errors
 
 
 @endpoint(
@@ -49,11 +63,11 @@ async def echo(request: web.Request) -> web.Response:
     ensure_supported_type(notification_type)
     key = _idempotency_key(request)
     raw = await read_json_body(request)
-    parse_json(raw)  # strict syntax checks: duplicate keys, NUL, depth, UTF-8
+    data = parse_json(raw)  # strict syntax checks: duplicate keys, NUL, depth, UTF-8
     try:
         payload = NOTIFICATION_TYPES[notification_type].model_validate_json(raw)
     except ValidationError as error:
-        raise ValidationFailed(errors=field_errors(error)) from None
+        raise ValidationFailed(errors=_payload_errors(error, data)) from None
     emission = Emission(partner_id, notification_type, payload.subject, raw, key)
     notification_id = await request.app[INGEST].accept(emission)
     partner_label = str(partner_id) if request.app[SETTINGS].metrics_per_partner else ""
