@@ -14,11 +14,15 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import aiohttp
+import asyncpg
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
+from prometheus_client import generate_latest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from dispatcher import outcomes, queue
 from dispatcher.listener import listen_forever
+from dispatcher.resolver import guarded_connector
 from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender
@@ -39,9 +43,10 @@ def _version() -> str:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, dsn: str) -> None:
+    def __init__(self, settings: Settings, dsn: str, dns: AbstractResolver | None = None) -> None:
         self._settings = settings
         self._dsn = dsn
+        self._dns = dns  # None: the system resolver (tests inject a scripted one)
         self._policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
@@ -61,7 +66,9 @@ class Dispatcher:
             self._dsn,
             self._settings.model_copy(update={"database_pool_max": 4, "database_pool_min": 1}),
         )
-        connector = aiohttp.TCPConnector(limit=self._settings.max_in_flight, limit_per_host=0)
+        connector = guarded_connector(
+            self._settings.allowed_networks, self._settings.max_in_flight, self._dns
+        )
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         self._sender = Sender(
             self._session, self._settings.delivery_timeout, f"callbackhub/{_version()}"
@@ -184,15 +191,26 @@ class Dispatcher:
         )
 
 
+EXPECTED_FAILURES = (*DATABASE_DOWN, asyncpg.TransactionRollbackError)
+
+
 def _until_database_answers(what: str) -> AsyncRetrying:
-    """Retry ``what`` for as long as the database is away, backing off up to 5 s."""
+    """Retry ``what`` until it succeeds, backing off up to 5 s.
+
+    Expected: the database is away, or PostgreSQL rolled the transaction back to break a
+    deadlock (it may simply run again). Anything else is a bug, logged with its traceback, but
+    still retried: a dispatcher loop that died quietly would stop delivery for good.
+    """
 
     def report(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning("%s failed, retrying: %s", what, type(error).__name__)
+        if isinstance(error, EXPECTED_FAILURES):
+            log.warning("%s failed, retrying: %s", what, type(error).__name__)
+        else:
+            log.error("%s failed unexpectedly, retrying", what, exc_info=error)
 
     return AsyncRetrying(
-        retry=retry_if_exception_type(DATABASE_DOWN),
+        retry=retry_if_exception_type(Exception),
         wait=wait_exponential(multiplier=0.1, max=5),
         before_sleep=report,
     )
@@ -219,8 +237,32 @@ async def _run_until_signalled(settings: Settings, dsn: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     dispatcher = Dispatcher(settings, dsn)
     await dispatcher.start()
+    metrics = await _serve_metrics(settings)
     await stop.wait()
     await dispatcher.stop()
+    if metrics is not None:
+        await metrics.cleanup()
+
+
+async def _serve_metrics(settings: Settings) -> web.AppRunner | None:
+    """A standalone dispatcher has no API: with CALLBACKHUB_METRICS_PORT it serves its own
+    ``/metrics`` (delivery outcomes, durations, lag, in-flight) and ``/health/live``."""
+    if settings.metrics_port is None:
+        return None
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type="text/plain", charset="utf-8")
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health/live", live)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    return runner
 
 
 def run_standalone(settings: Settings, dsn: str) -> int:

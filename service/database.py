@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import logging
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,10 +14,13 @@ import asyncpg
 from tenacity import (
     AsyncRetrying,
     Retrying,
+    retry,
     retry_if_exception_type,
+    stop_after_attempt,
     stop_after_delay,
     wait_exponential,
     wait_fixed,
+    wait_random,
 )
 
 import sql
@@ -69,6 +72,13 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Give a connection back without asyncpg's reset query (UNLISTEN, RESET ALL, CLOSE ALL,
+    advisory unlock): a round trip per acquire on every hot path, for state that callbackhub
+    never leaves on a pooled connection (LISTEN has its own connection; the migration lock is
+    released explicitly). asyncpg still rolls back a transaction left open."""
+
+
 CONNECT_ERRORS = (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 
 
@@ -88,6 +98,7 @@ async def create_pool(dsn: str, settings: Settings, **options: Any) -> Pool:
                     min_size=min(settings.database_pool_min, settings.database_pool_max),
                     max_size=settings.database_pool_max,
                     init=_init_connection,
+                    reset=_keep_session,
                     timeout=10,
                     **options,
                 )
@@ -106,6 +117,16 @@ async def open_pool(dsn: str, settings: Settings) -> AsyncIterator[Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+# A transaction that PostgreSQL rolled back to break a deadlock (or a serialization failure)
+# changed nothing and may simply run again.
+retry_on_conflict = retry(
+    retry=retry_if_exception_type(asyncpg.TransactionRollbackError),
+    stop=stop_after_attempt(3),
+    wait=wait_random(0, 0.05),
+    reraise=True,
+)
 
 
 async def migrate(connection: asyncpg.Connection) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 import sql
-from service.database import Pool
+from service.database import Pool, retry_on_conflict
 from service.errors import CallbackDisabled, CallbackNotFound, Conflict, NotificationNotFound
 from service.partners import ensure_partner
 from service.schemas import (
@@ -84,6 +84,7 @@ async def get_notification(
     )
 
 
+@retry_on_conflict
 async def redeliver(pool: Pool, partner_id: uuid.UUID, notification_id: uuid.UUID) -> None:
     """Queue the notification again with a fresh attempt budget and the same webhook-id."""
     async with pool.acquire() as connection, connection.transaction():
@@ -94,10 +95,18 @@ async def redeliver(pool: Pool, partner_id: uuid.UUID, notification_id: uuid.UUI
         await _ensure_callback_enabled(connection, partner_id, row["notification_type"])
         if row["status"] == "delivering":
             raise Conflict("the notification is being delivered right now")
-        await connection.fetchval(Q["redeliver"], partner_id, notification_id)
+        subject = [row["callback_id"]], [row["subject"]]
+        if row["ordered"]:  # the same lock as echo and the dispatcher take, in the same order
+            await connection.execute(Q["lock_subjects"], *subject)
+        requeued = await connection.fetchval(Q["redeliver"], partner_id, notification_id)
+        if requeued is not None and row["ordered"]:
+            # Sent on its own now: the next one of its subject, if it waited behind this one,
+            # must not wait any longer (nor forever: only an ordered head releases its next).
+            await connection.execute(Q["release_successors"], *subject)
         await connection.execute(Q["notify_due"])
 
 
+@retry_on_conflict
 async def redeliver_failed(pool: Pool, partner_id: uuid.UUID, since: datetime) -> int:
     async with pool.acquire() as connection, connection.transaction():
         await ensure_partner(connection, partner_id)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 import sql
-from service.database import Pool
+from service.database import Pool, retry_on_conflict
 from service.errors import PartnerExists, PartnerNotFound
 from service.schemas import Partner, PartnerPage
 
@@ -44,9 +44,11 @@ async def list_partners(pool: Pool, offset: int, limit: int) -> PartnerPage:
     return PartnerPage(items=[_partner(r) for r in rows], offset=offset, limit=limit, total=total)
 
 
+@retry_on_conflict
 async def delete_partner(pool: Pool, partner_id: uuid.UUID) -> None:
     """Delete the partner and its callbacks; its pending notifications are cancelled."""
     async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(Q["lock_partner_subjects"], partner_id, None)
         await connection.execute(Q["cancel_partner_deliveries"], partner_id)
         if await connection.fetchval(Q["delete_partner"], partner_id) is None:
             raise PartnerNotFound()

@@ -36,6 +36,9 @@ DATABASE_DOWN = (
     asyncpg.ReadOnlySQLTransactionError,
     asyncpg.DiskFullError,
     asyncpg.AdminShutdownError,
+    # asyncpg's "cannot switch to state N; another operation is in progress": what a pooled
+    # connection raises when the server shuts down under a query (the pool then drops it).
+    asyncpg.InternalClientError,
     TimeoutError,
 )
 
@@ -115,10 +118,14 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Made once: json.loads(..., object_pairs_hook=...) builds a new decoder on every call.
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
+
+
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no duplicate keys, no NUL characters, bounded depth and numbers."""
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        return _STRICT_JSON.decode(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("the body is not valid UTF-8") from None
     except RecursionError:

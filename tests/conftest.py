@@ -60,16 +60,17 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, database: str) -> TestClient:
-    """The API only (no dispatcher)."""
+async def client(database: str, settings: Settings, aiohttp_client: Any) -> TestClient:
+    """The API only (no dispatcher). ``database`` comes first so it is dropped last."""
     return await aiohttp_client(create_app(settings, database))
 
 
 @pytest.fixture
 async def client_with_dispatcher(
-    aiohttp_client: Any, settings: Settings, database: str
+    database: str, settings: Settings, aiohttp_client: Any
 ) -> TestClient:
-    """The API and a dispatcher in one app, as ``callbackhub serve`` runs them."""
+    """The API and a dispatcher in one app, as ``callbackhub serve`` runs them. ``database``
+    comes first so it is dropped only after the app (and its dispatcher) has shut down."""
     return await aiohttp_client(create_app(settings, database, with_dispatcher=True))
 
 

@@ -29,6 +29,17 @@ ORDER BY notification_type OFFSET $2 LIMIT $3;
 -- name: count_callbacks
 SELECT count(*) FROM callbacks WHERE partner_id = $1;
 
+-- name: lock_partner_subjects
+-- Deleting a callback ($2) or all of a partner's ($2 NULL) deletes their subject_sequences rows
+-- by cascade. Locking those rows first, in the order echo and the dispatcher lock them (see
+-- lock_subjects), keeps the delete from deadlocking with a dispatcher that holds a subject
+-- and waits for one of the delivery rows the delete is cancelling.
+SELECT 1 FROM subject_sequences s
+JOIN callbacks c ON c.id = s.callback_id
+WHERE c.partner_id = $1 AND ($2::bigint IS NULL OR c.id = $2)
+ORDER BY s.callback_id, s.subject
+FOR UPDATE OF s;
+
 -- name: cancel_callback_deliveries
 UPDATE deliveries
 SET status = 'cancelled', failure_reason = 'callback_deleted', next_attempt_at = NULL,
