@@ -18,6 +18,8 @@ install: $(STAMP)
 
 ## Start the API and the dispatcher on http://127.0.0.1:8080 (embedded PostgreSQL unless CALLBACKHUB_DATABASE_URL is set)
 run: $(STAMP)
+	@echo "callbackhub: delivering to a receiver on this machine? The URL guard blocks loopback and"
+	@echo "  private addresses; allow them with CALLBACKHUB_ALLOWED_NETWORKS=127.0.0.0/8,::1/128 make run"
 	$(BIN)/callbackhub serve
 
 ## Run the whole test suite (embedded PostgreSQL; CALLBACKHUB_TEST_DATABASE_URL to use a server)
@@ -31,6 +33,15 @@ lint: $(STAMP)
 
 chaos: $(STAMP)
 	CALLBACKHUB_CHAOS_FULL=1 $(BIN)/pytest -q -s -m chaos tests/e2e
+
+## Schemathesis with more examples and a fresh seed (FUZZ_EXAMPLES; CALLBACKHUB_FUZZ_SEED replays)
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	CALLBACKHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --timeout=0 tests/api/test_schemathesis.py
+
+## Measure against this machine's own limits, one run (~7 min; BENCH_QUICK=1 for ~1 min)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .callbackhub .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ from typing import Any
 
 from service.auth import SCOPES, ensure_jwt_secret, mint_token
 from service.database import DatabaseUnavailable, database_url, migrate, open_pool
+from service.errors import Problem
 from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
 
@@ -37,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP API (and by default the dispatcher)")
     _flag(serve, "--host", "HOST", "address to listen on")
-    _flag(serve, "--port", "PORT", "port to listen on", type=int)
+    # No env default here: argparse would parse a bad CALLBACKHUB_PORT itself, with a usage
+    # dump that does not name the variable; the settings read and check it instead.
+    _flag(serve, "--port", "PORT", "port to listen on", type=int, default=None)
     serve.add_argument(
         "--no-dispatcher",
         action="store_true",
@@ -53,16 +56,29 @@ def _parser() -> argparse.ArgumentParser:
     partners = commands.add_parser("partners", help="manage partners")
     partner_commands = partners.add_subparsers(dest="partners_command", required=True)
     add = partner_commands.add_parser("add", help="create a partner")
-    add.add_argument("--name", required=True, help="the partner's name")
-    add.add_argument("--id", type=uuid.UUID, help="its partnerUniqueId (random by default)")
+    _flag(
+        add, "--name", "PARTNER_NAME", "the partner's name", required=_env("PARTNER_NAME") is None
+    )
+    _flag(add, "--id", "PARTNER_ID", "its partnerUniqueId (random by default)", type=uuid.UUID)
     partner_commands.add_parser("list", help="list partners")
 
     token = commands.add_parser("token", help="print a signed HS256 JWT")
-    token.add_argument(
-        "--scope", required=True, help=f"space-separated scopes, of: {' '.join(sorted(SCOPES))}"
+    _flag(
+        token,
+        "--scope",
+        "TOKEN_SCOPE",
+        f"space-separated scopes, of: {' '.join(sorted(SCOPES))}",
+        required=_env("TOKEN_SCOPE") is None,
     )
-    token.add_argument("--partner", type=uuid.UUID, help="bind the token to this partner")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    _flag(token, "--partner", "TOKEN_PARTNER", "bind the token to this partner", type=uuid.UUID)
+    _flag(
+        token,
+        "--ttl",
+        "TOKEN_TTL",
+        "lifetime in seconds (default 3600)",
+        type=int,
+        default=_env("TOKEN_TTL") or 3600,
+    )
     return parser
 
 
@@ -88,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnavailable as error:
         print(f"callbackhub: {error}", file=sys.stderr)
         return 1
+    except Problem as error:  # e.g. `partners add` with a taken id or an invalid name
+        fields = "".join(f"; {e['field']}: {e['message']}" for e in error.errors or [])
+        print(f"callbackhub: {error.detail}{fields}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -98,12 +118,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "dispatcher":
         from dispatcher.worker import run_standalone
 
-        return run_standalone(settings, database_url(settings))
+        # Like serve: a dispatcher started before the schema exists would never deliver.
+        dsn = database_url(settings)
+        asyncio.run(_apply_migrations(dsn, settings))
+        return run_standalone(settings, dsn)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "partners":
         return asyncio.run(_partners(args, settings))
     return _token(args, settings)
+
+
+async def _apply_migrations(dsn: str, settings: Settings) -> list[int]:
+    async with open_pool(dsn, settings) as pool, pool.acquire() as connection:
+        return await migrate(connection)
 
 
 async def _migrate(settings: Settings) -> int:
@@ -115,12 +143,15 @@ async def _migrate(settings: Settings) -> int:
 
 async def _partners(args: argparse.Namespace, settings: Settings) -> int:
     from service import partners
+    from service.problems import validate
+    from service.schemas import PartnerCreate
 
     async with open_pool(database_url(settings), settings) as pool:
         async with pool.acquire() as connection:
             await migrate(connection)
         if args.partners_command == "add":
-            partner = await partners.create_partner(pool, args.name, args.id)
+            body = validate(PartnerCreate, {"name": args.name, "partnerUniqueId": args.id})
+            partner = await partners.create_partner(pool, body.name, body.partner_unique_id)
             print(f"{partner.partner_unique_id}\t{partner.name}")
             return 0
         page = await partners.list_partners(pool, 0, 100)
@@ -131,6 +162,13 @@ async def _partners(args: argparse.Namespace, settings: Settings) -> int:
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     settings, _ = ensure_jwt_secret(settings)
+    if settings.jwt_secret is None:
+        print(
+            "callbackhub token signs with CALLBACKHUB_JWT_SECRET (HS256); with only "
+            "CALLBACKHUB_JWT_PUBLIC_KEY set, tokens come from the holder of the private key",
+            file=sys.stderr,
+        )
+        return 2
     unknown = set(args.scope.split()) - SCOPES
     if unknown:
         print(f"unknown scope(s): {' '.join(sorted(unknown))}", file=sys.stderr)

@@ -121,13 +121,17 @@ class Ingest:
     async def _store(self, batch: list[_Item]) -> None:
         for item in batch:
             item.outcome, item.notification_id = None, uuid.uuid4()
-        async with self._pool.acquire() as connection, connection.transaction():
-            await _match_callbacks(connection, batch)
-            await self._claim_keys(connection, batch)
-            inserting = [item for item in batch if item.outcome is None]
-            if inserting:
-                await _assign_sequences(connection, inserting)
-                await _insert(connection, inserting)
+        connection = await self._pool.acquire()
+        try:
+            async with connection.transaction():
+                await _match_callbacks(connection, batch)
+                await self._claim_keys(connection, batch)
+                inserting = [item for item in batch if item.outcome is None]
+                if inserting:
+                    await _assign_sequences(connection, inserting)
+                    await _insert(connection, inserting)
+        finally:
+            await _release(self._pool, connection)
 
     async def _claim_keys(self, connection: asyncpg.Connection, batch: list[_Item]) -> None:
         keyed = [i for i in batch if i.outcome is None and i.emission.idempotency_key is not None]
@@ -158,6 +162,21 @@ class Ingest:
         if bytes(earlier["request_hash"]) != request_hash:
             return IdempotencyKeyReused()
         return uuid.UUID(str(earlier["notification_id"]))
+
+
+async def _release(pool: Pool, connection: asyncpg.Connection) -> None:
+    """Give the connection back to the pool. Resetting it fails when the server went away
+    just after the commit; that must not turn a committed batch into errors for its callers
+    (an error from the transaction itself propagates regardless)."""
+    try:
+        await pool.release(connection)
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+    ) as error:
+        log.warning("connection lost while returning it to the pool: %s", type(error).__name__)
 
 
 def _answer(item: _Item) -> None:
@@ -207,6 +226,7 @@ async def _assign_sequences(connection: asyncpg.Connection, items: list[_Item]) 
     only when nothing earlier of its subject is still pending."""
     counts = Counter((i.callback_id, i.emission.subject) for i in items)
     keys = sorted(counts)
+    ordered = {(i.callback_id, i.emission.subject) for i in items if i.ordered}
     rows = await connection.fetch(
         Q["next_subject_sequences"],
         [k[0] for k in keys],
@@ -219,10 +239,7 @@ async def _assign_sequences(connection: asyncpg.Connection, items: list[_Item]) 
         + 1
         for r in rows
     }
-    pending = await connection.fetch(
-        Q["subjects_with_pending"], [k[0] for k in keys], [k[1] for k in keys]
-    )
-    busy = {(r["callback_id"], r["subject"]) for r in pending}
+    busy = await _subjects_with_pending(connection, [k for k in keys if k in ordered])
     for item in items:
         key = (item.callback_id, item.emission.subject)
         item.sequence = next_value[key]
@@ -232,25 +249,30 @@ async def _assign_sequences(connection: asyncpg.Connection, items: list[_Item]) 
             busy.add(key)
 
 
+async def _subjects_with_pending(
+    connection: asyncpg.Connection, keys: list[tuple[int, uuid.UUID]]
+) -> set[tuple[int, uuid.UUID]]:
+    """Which ordered (callback, subject) pairs still have an earlier notification pending.
+    Unordered ones never wait, so a batch without ordered items skips the round trip."""
+    if not keys:
+        return set()
+    pending = await connection.fetch(
+        Q["subjects_with_pending"], [k[0] for k in keys], [k[1] for k in keys]
+    )
+    return {(r["callback_id"], r["subject"]) for r in pending}
+
+
 async def _insert(connection: asyncpg.Connection, items: list[_Item]) -> None:
     await connection.execute(
-        Q["insert_notifications"],
+        Q["insert_batch"],
         [i.notification_id for i in items],
         [i.emission.partner_id for i in items],
         [i.emission.notification_type for i in items],
         [i.emission.subject for i in items],
         [i.emission.payload for i in items],
-    )
-    await connection.execute(
-        Q["insert_deliveries"],
-        [i.notification_id for i in items],
         [i.callback_id for i in items],
-        [i.emission.partner_id for i in items],
-        [i.emission.notification_type for i in items],
-        [i.emission.subject for i in items],
         [i.sequence for i in items],
         [i.ordered for i in items],
         [i.ready for i in items],
+        any(i.ready for i in items),
     )
-    if any(i.ready for i in items):
-        await connection.execute(Q["notify_due"])

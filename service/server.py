@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import socket
 import sys
 
@@ -74,6 +75,13 @@ def _run_workers(settings: Settings, dsn: str, with_dispatcher: bool, workers: i
     ]
     for process in processes:
         process.start()
+
+    def stop_workers(signum: int, frame: object) -> None:
+        # SIGTERM to this parent must reach the workers, or they keep serving after it exits.
+        for process in processes:
+            process.terminate()
+
+    signal.signal(signal.SIGTERM, stop_workers)
     try:
         for process in processes:
             process.join()

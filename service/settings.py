@@ -63,6 +63,8 @@ class Settings(BaseSettings):
 
     # Observability.
     metrics_per_partner: bool = False
+    # `callbackhub dispatcher` alone serves /metrics on this port when it is set.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

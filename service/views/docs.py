@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 from aiohttp import web
 
+from service.endpoints import endpoint
 from service.openapi import openapi_document
 
 SWAGGER_PAGE = """<!doctype html>
@@ -24,10 +25,18 @@ def package_version() -> str:
         return "0.0.0"
 
 
+@endpoint(
+    "GET",
+    "/openapi.json",
+    summary="This OpenAPI document",
+    tag="docs",
+    authenticated=False,
+)
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(package_version()))
 
 
+@endpoint("GET", "/docs", summary="Swagger UI of this API", tag="docs", authenticated=False)
 async def swagger_page(request: web.Request) -> web.Response:
     return web.Response(text=SWAGGER_PAGE, content_type="text/html")
 
@@ -35,6 +44,4 @@ async def swagger_page(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     from swagger_ui_bundle import swagger_ui_path
 
-    app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_get("/docs", swagger_page)
     app.router.add_static("/docs/assets", str(swagger_ui_path))

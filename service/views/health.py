@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 from aiohttp import web
 
 from service.database import pending_migrations
@@ -36,7 +37,8 @@ async def ready(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL].acquire(timeout=2) as connection:
             pending = await connection.fetch("SELECT 1") and await pending_migrations(connection)
-    except DATABASE_DOWN as error:
+    except (*DATABASE_DOWN, asyncpg.PostgresError) as error:
+        # Any server error here (say, the database was dropped) means "not ready", not a 500.
         return _not_ready(f"database unavailable: {type(error).__name__}")
     if pending:
         return _not_ready(f"migrations pending: {pending}")

@@ -49,15 +49,19 @@ JOIN unnest($1::bigint[], $2::uuid[]) AS s (callback_id, subject)
   ON d.callback_id = s.callback_id AND d.subject = s.subject
 WHERE d.ordered AND d.status IN ('queued', 'delivering');
 
--- name: insert_notifications
-INSERT INTO notifications (id, partner_id, notification_type, subject, payload)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::uuid[], $5::bytea[]);
-
--- name: insert_deliveries
-INSERT INTO deliveries (notification_id, callback_id, partner_id, notification_type, subject,
-                        sequence, ordered, next_attempt_at)
-SELECT id, callback_id, partner_id, notification_type, subject, sequence, ordered,
-       CASE WHEN ready THEN now() END
-FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::integer[], $5::uuid[], $6::bigint[],
-            $7::boolean[], $8::boolean[])
-     AS n (id, callback_id, partner_id, notification_type, subject, sequence, ordered, ready);
+-- name: insert_batch
+-- The notifications and their deliveries in one statement (one round trip; the foreign key is
+-- checked at its end), and a wake-up for the dispatchers when any of them is ready ($10).
+WITH notifications_in AS (
+    INSERT INTO notifications (id, partner_id, notification_type, subject, payload)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::uuid[], $5::bytea[])
+), deliveries_in AS (
+    INSERT INTO deliveries (notification_id, callback_id, partner_id, notification_type,
+                            subject, sequence, ordered, next_attempt_at)
+    SELECT id, callback_id, partner_id, notification_type, subject, sequence, ordered,
+           CASE WHEN ready THEN now() END
+    FROM unnest($1::uuid[], $6::bigint[], $2::uuid[], $3::integer[], $4::uuid[],
+                $7::bigint[], $8::boolean[], $9::boolean[])
+         AS n (id, callback_id, partner_id, notification_type, subject, sequence, ordered, ready)
+)
+SELECT pg_notify('callbackhub_due', '') WHERE $10::boolean;
