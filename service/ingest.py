@@ -57,7 +57,7 @@ class _Item:
 
     emission: Emission
     future: asyncio.Future[uuid.UUID]
-    notification_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    notification_id: uuid.UUID = field(default=uuid.UUID(int=0))  # each attempt draws one
     callback_id: int = 0
     ordered: bool = False
     sequence: int = 0
@@ -79,7 +79,9 @@ class Ingest:
         Idempotency-Key) once it is committed; raise a ``Problem`` or a database error."""
         item = _Item(emission, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(item)
-        return await asyncio.shield(item.future)
+        # No shield: a caller that goes away cancels the future, which the writer then skips
+        # (it still stores the item, as it would for a caller that waited).
+        return await item.future
 
     async def close(self) -> None:
         """Finish what is queued, then stop the writers."""
