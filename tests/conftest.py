@@ -55,8 +55,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Test settings; a test changes some with ``@pytest.mark.parametrize("settings",
+    [{...overrides}], indirect=True)``."""
+    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 @pytest.fixture

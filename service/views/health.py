@@ -36,7 +36,7 @@ async def live(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL].acquire(timeout=2) as connection:
-            pending = await connection.fetch("SELECT 1") and await pending_migrations(connection)
+            pending = await pending_migrations(connection)  # also proves the database answers
     except (*DATABASE_DOWN, asyncpg.PostgresError) as error:
         # Any server error here (say, the database was dropped) means "not ready", not a 500.
         return _not_ready(f"database unavailable: {type(error).__name__}")

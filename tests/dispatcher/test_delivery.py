@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,9 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from service.settings import Settings
 from service.views.docs import package_version
-from tests.conftest import auth, make_settings
+from tests.conftest import auth
 from tests.dispatcher.scenario import (
     FINAL,
     create_partner,
@@ -33,12 +31,6 @@ from tests.dispatcher.scenario import (
 )
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, hang, status
-
-
-@pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    return make_settings(tmp_path, **getattr(request, "param", {}))
-
 
 # What the partner receives.
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from service.settings import Settings
-from tests.conftest import auth, make_settings
+from tests.conftest import auth
 from tests.dispatcher.scenario import (
     create_partner,
     emit,
@@ -24,11 +22,6 @@ from tests.dispatcher.scenario import (
     settled,
 )
 from tests.support.receiver import Receiver, Responder, status
-
-
-@pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 def _redeliver_path(partner: str, notification_id: str) -> str:

@@ -8,14 +8,12 @@ import json
 import random
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.settings import Settings
-from tests.conftest import auth, make_settings
+from tests.conftest import auth
 from tests.dispatcher.scenario import (
     create_partner,
     emit,
@@ -28,11 +26,6 @@ from tests.dispatcher.scenario import (
 )
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Responder, status
-
-
-@pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 class FlakyPartner(Receiver):

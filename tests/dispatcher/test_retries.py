@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.settings import Settings
-from tests.conftest import make_settings
 from tests.dispatcher.scenario import (
     create_partner,
     emit,
@@ -26,11 +23,6 @@ from tests.dispatcher.scenario import (
 )
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Responder, hang, status
-
-
-@pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 @pytest.fixture
