@@ -28,6 +28,7 @@ from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender
 from service.database import create_pool
 from service.keys import DSN, SETTINGS
+from service.loop import loop_factory
 from service.metrics import IN_FLIGHT
 from service.problems import DATABASE_DOWN
 from service.settings import Settings
@@ -267,5 +268,6 @@ async def _serve_metrics(settings: Settings) -> web.AppRunner | None:
 
 def run_standalone(settings: Settings, dsn: str) -> int:
     """``callbackhub dispatcher``: deliver until SIGTERM, then exit 0."""
-    asyncio.run(_run_until_signalled(settings, dsn))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(_run_until_signalled(settings, dsn))
     return 0

@@ -14,6 +14,7 @@ from service.app import create_app
 from service.auth import ensure_jwt_secret
 from service.database import database_url
 from service.logs import configure_logging
+from service.loop import loop_factory
 from service.settings import Settings
 
 log = logging.getLogger("callbackhub")
@@ -55,6 +56,7 @@ def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) 
         print=None,
         shutdown_timeout=settings.shutdown_grace,
         access_log=None,
+        loop=loop_factory(settings.event_loop)(),
     )
 
 

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Group commit: how many echo transactions may be open at once per API process.
     ingest_writers: int = Field(default=2, ge=1, le=64)
+    # uvloop (where it is installed: Linux and macOS) or the standard library's event loop.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     # Tokens.
     jwt_secret: SecretStr | None = None

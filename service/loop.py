@@ -1,0 +1,26 @@
+"""Which asyncio event loop the long-running processes use.
+
+uvloop serves the same aiohttp and asyncpg code with less CPU per request (see the README's
+Performance section for the measured difference); the standard loop remains one setting away
+(``CALLBACKHUB_EVENT_LOOP=asyncio``) and is what platforms without uvloop get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A function that makes a new event loop of the chosen kind."""
+    if choice == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # not built for this platform: the standard loop does the same job
+            log.info("uvloop is not installed; using the standard asyncio event loop")
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
