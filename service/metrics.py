@@ -6,6 +6,7 @@ label is then filled in, otherwise it stays empty (which Prometheus treats as ab
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -51,8 +52,27 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# Any token is a valid HTTP method: unknown ones share one label, so clients cannot grow the
+# number of series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@functools.cache
+def _http_requests(method: str, route: str, status: int) -> Counter:
+    """The counter for one label set, looked up once (``labels()`` validates on every call)."""
+    return HTTP_REQUESTS.labels(method, route, str(status))
+
+
+@functools.cache
+def notifications_accepted(notification_type: int, partner: str) -> Counter:
+    """The accepted-notifications counter for one label set (partner is "" unless per-partner
+    metrics are on)."""
+    return NOTIFICATIONS_ACCEPTED.labels(str(notification_type), partner)
+
+
 @web.middleware
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    HTTP_REQUESTS.labels(request.method, route_label(request), str(response.status)).inc()
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    _http_requests(method, route_label(request), response.status).inc()
     return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -11,7 +13,7 @@ from service.endpoints import endpoint
 from service.errors import BadRequest, ValidationFailed
 from service.ingest import Emission
 from service.keys import INGEST, SETTINGS
-from service.metrics import NOTIFICATIONS_ACCEPTED
+from service.metrics import notifications_accepted
 from service.notification_types import NOTIFICATION_TYPES, subject_errors
 from service.problems import field_errors, parse_json, path_int, read_json_body
 from service.schemas import EchoAccepted
@@ -71,5 +73,12 @@ async def echo(request: web.Request) -> web.Response:
     emission = Emission(partner_id, notification_type, payload.subject, raw, key)
     notification_id = await request.app[INGEST].accept(emission)
     partner_label = str(partner_id) if request.app[SETTINGS].metrics_per_partner else ""
-    NOTIFICATIONS_ACCEPTED.labels(str(notification_type), partner_label).inc()
-    return web.json_response(EchoAccepted(notification_id=notification_id).dump(), status=202)
+    notifications_accepted(notification_type, partner_label).inc()
+    return _accepted(notification_id)
+
+
+def _accepted(notification_id: UUID) -> web.Response:
+    """The ``EchoAccepted`` document, written out directly: the hot path's answer costs a third
+    of building the model and serialising it (the tests check both agree)."""
+    body = b'{"notificationId": "%s", "status": "queued"}' % str(notification_id).encode()
+    return web.Response(body=body, status=202, content_type="application/json")

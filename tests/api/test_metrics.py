@@ -46,3 +46,13 @@ async def test_metrics_count_requests_and_queue(client: TestClient, partner: str
     assert 'callbackhub_queue_depth{state="due"} 1.0' in text
     assert 'route="/partners/{partnerUniqueID}/callbacks/{notificationTypeID}/echo"' in text
     assert partner not in text  # no partner-identifying labels by default
+
+
+async def test_unknown_methods_share_one_label(client: TestClient) -> None:
+    """Any token is a valid method; a client inventing methods must not add series."""
+    for method in ("PROPFIND", "MKCOL"):
+        response = await client.request(method, "/health/live")
+        assert response.status == 405
+    text = await _metrics(client)
+    assert 'callbackhub_http_requests_total{method="other",' in text
+    assert "PROPFIND" not in text and "MKCOL" not in text

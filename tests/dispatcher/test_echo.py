@@ -11,6 +11,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from service.schemas import EchoAccepted
 from tests.conftest import auth
 from tests.dispatcher.scenario import (
     JSON,
@@ -49,7 +50,10 @@ async def test_valid_payload_is_queued_and_logged(
     response = await post_echo(client, registered, notification_type, payload(notification_type))
 
     assert response.status == 202
+    assert response.content_type == "application/json"
     accepted = await response.json()
+    # The answer is written out by hand on this hot path; it must be the documented model.
+    assert accepted == EchoAccepted.model_validate(accepted).dump()
     assert accepted["status"] == "queued"
     notification_id = str(uuid.UUID(accepted["notificationId"]))
     page = await log_page(client, registered)
