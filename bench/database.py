@@ -19,6 +19,7 @@ import asyncpg
 from bench.payloads import NOTE_TEXT, NOTES_TYPE, STATE_CHANGE_TYPE, notes_body, state_change_body
 from service.callbacks import new_signing_secret
 from service.database import migrate
+from service.ids import uuid7
 
 TEMPLATE = "bench_template"
 
@@ -133,7 +134,7 @@ def unordered_queue(fixture: Fixture, count: int) -> Queue:
     partners, callbacks = fixture.partners, fixture.callbacks[NOTES_TYPE]
     for i in range(count):
         k = i % len(partners)
-        notification_id, subject = uuid.uuid4(), uuid.uuid4()
+        notification_id, subject = uuid7(), uuid.uuid4()
         queue.notifications.append(
             (notification_id, partners[k], NOTES_TYPE, subject, notes_body(subject))
         )
@@ -156,7 +157,7 @@ def ordered_queue(fixture: Fixture, count: int, subjects: int) -> Queue:
     for sequence in range(1, per_subject + 1):
         for j, subject in enumerate(subject_ids):
             k = j % len(partners)
-            notification_id = uuid.uuid4()
+            notification_id = uuid7()
             queue.notifications.append(
                 (
                     notification_id,
@@ -235,14 +236,24 @@ OLD_ROWS = """
 WITH cb AS (
     SELECT array_agg(id ORDER BY id) AS ids, array_agg(partner_id ORDER BY id) AS partners
     FROM callbacks WHERE notification_type = 2
-), src AS (
-    SELECT gen_random_uuid() AS id,
+), generated AS (
+    SELECT gen_random_uuid() AS random_id,
            cb.ids[1 + (g / 4) % cardinality(cb.ids)] AS callback_id,
            cb.partners[1 + (g / 4) % cardinality(cb.ids)] AS partner_id,
            md5('old-subject:' || (g / 4))::uuid AS subject,
            1 + g % 4 AS sequence,
            now() - make_interval(secs => 600 + 7 * 86400 * random()) AS at
     FROM generate_series($1::bigint, $2::bigint - 1) AS g, cb
+), src AS (
+    -- Version-7 ids of their own time, as callbackhub would have given them (service/ids.py):
+    -- the random id's first 48 bits become the Unix milliseconds, its version nibble 7.
+    SELECT encode(set_byte(
+               overlay(uuid_send(random_id)
+                       PLACING substring(int8send((extract(epoch FROM at) * 1000)::bigint) FROM 3)
+                       FROM 1 FOR 6),
+               6, (get_byte(uuid_send(random_id), 6) & 15) | 112), 'hex')::uuid AS id,
+           generated.*
+    FROM generated
 ), notifications_in AS (
     INSERT INTO notifications (id, partner_id, notification_type, subject, payload, created_at)
     SELECT id, partner_id, 2, subject,

@@ -27,6 +27,7 @@ from service.errors import (
     PartnerNotFound,
     Problem,
 )
+from service.ids import uuid7_batch
 
 log = logging.getLogger(__name__)
 Q = sql.load_queries()
@@ -130,7 +131,7 @@ class Ingest:
         try:
             rows = await connection.fetch(
                 Q["ingest_batch"],
-                [uuid.uuid4() for _ in batch],
+                uuid7_batch(len(batch)),
                 [e.partner_id for e in emissions],
                 [e.notification_type for e in emissions],
                 [e.subject for e in emissions],

@@ -56,6 +56,7 @@ async def test_valid_payload_is_queued_and_logged(
     assert accepted == EchoAccepted.model_validate(accepted).dump()
     assert accepted["status"] == "queued"
     notification_id = str(uuid.UUID(accepted["notificationId"]))
+    assert uuid.UUID(notification_id).version == 7  # time-ordered: see service/ids.py
     page = await log_page(client, registered)
     assert page["total"] == 1
     [item] = page["items"]

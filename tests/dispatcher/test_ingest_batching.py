@@ -13,6 +13,7 @@ import pytest
 
 from service.callbacks import upsert_callback
 from service.database import Pool, create_pool
+from service.ids import uuid7, uuid7_batch
 from service.ingest import Emission, Ingest
 from service.partners import create_partner
 from service.schemas import CallbackUpdate
@@ -106,3 +107,15 @@ async def test_a_caller_that_stops_waiting_does_not_disturb_its_batch(
     rows = await _stored(pool)
     assert set(ids) <= {row["id"] for row in rows}
     assert len(rows) == 2, "the abandoned notification is stored all the same"
+
+
+def test_notification_ids_are_version_7_and_ordered_by_time() -> None:
+    """Time-ordered ids keep new rows at the end of the id indexes (service/ids.py)."""
+    first = uuid7_batch(1000)
+    assert len(set(first)) == 1000
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in first)
+    assert len({i.int >> 80 for i in first}) == 1  # one millisecond for the batch
+    later = uuid7()
+    while later.int >> 80 == first[0].int >> 80:  # the next millisecond (a bounded wait)
+        later = uuid7()
+    assert later > max(first)
