@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.payloads import notes_body
+from service.loop import loop_factory
 
 WARMUP = 1.0
 
@@ -81,8 +82,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
-    result = asyncio.run(post_for(args.url, args.seconds, args.concurrency))
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        result = runner.run(post_for(args.url, args.seconds, args.concurrency))
     args.out.write_text(json.dumps(result))
 
 

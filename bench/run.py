@@ -4,14 +4,16 @@ Everything runs on 127.0.0.1 against a private embedded PostgreSQL (fsync on) in
 folder. In order:
 
 1. scale: a database with 1,000,000 delivered notifications (generate_series), for later;
-2. P: one aiohttp client process POSTing to the receiver the dispatcher uses;
+2. P: one aiohttp client process POSTing to the receiver the dispatcher uses (on the standard
+   asyncio loop; again on uvloop, shown for comparison);
 3. delivery: one ``callbackhub dispatcher`` draining a COPY-filled queue of 100,000
    notifications over 100 callbacks: unordered (a subject each), unordered again in the
    million-row database, then ordered (1,000 subjects);
-4. H: a bare aiohttp handler under the load generator (wrk, else bench.loadgen);
+4. H: a bare aiohttp handler under the load generator (wrk, else bench.loadgen), on the
+   standard asyncio loop (and on uvloop, shown for comparison);
 5. ingest: ``callbackhub serve --no-dispatcher`` at its highest rate under the same generator,
-   then its latency at 70% of that rate (open loop); again in the million-row database, and
-   with ``--workers 2``;
+   then its latency at 70% of that rate (open loop); again in the million-row database (its
+   latency at the same rate as the empty table's), and with ``--workers 2``;
 6. end to end: ``serve`` with its dispatcher at a steady 1,000 echoes/s (open loop), from
    each request's due time to the receiver getting the POST;
 7. memory: the peak RSS of every process, sampled throughout.
@@ -326,10 +328,11 @@ class Bench:
 
     # The steps.
 
-    async def step_h(self) -> dict[str, Any]:
-        log("H: bare aiohttp handler")
+    async def step_h(self, loop: str = "asyncio") -> dict[str, Any]:
+        log(f"H: bare aiohttp handler ({loop} loop)")
         port = free_port()
-        proc = self.spawn("bare handler (H)", "bare", python("bench.bare", "--port", str(port)))
+        argv = python("bench.bare", "--port", str(port), "--loop", loop)
+        proc = self.spawn(f"bare handler (H, {loop})", "bare", argv)
         await wait_http(proc, f"http://127.0.0.1:{port}/health/ready")
         await self.max_rate(self.target(port), self.sizes.warmup)
         with CpuMeter({"bare": proc}, self.postgres_pid) as cpu:
@@ -339,8 +342,8 @@ class Bench:
         log(f"H = {result['rate']:,.0f} req/s")
         return result
 
-    async def step_p(self) -> dict[str, Any]:
-        log("P: one aiohttp client process POSTing to the receiver")
+    async def step_p(self, loop: str = "asyncio") -> dict[str, Any]:
+        log(f"P: one aiohttp client process POSTing to the receiver ({loop} loop)")
         await self.receiver_call("POST", "/control/reset")
         out = self.workdir / "poster.json"
         argv = python(
@@ -353,8 +356,10 @@ class Bench:
             str(self.sizes.poster_concurrency),
             "--out",
             str(out),
+            "--loop",
+            loop,
         )
-        proc = self.spawn("poster (P)", "poster", argv)
+        proc = self.spawn(f"poster (P, {loop})", "poster", argv)
         with CpuMeter({"receiver": self.receiver}, self.postgres_pid) as cpu:
             if await proc.wait(timeout=300) != 0:
                 raise RuntimeError(f"poster failed:\n{proc.log_tail()}")
@@ -364,7 +369,10 @@ class Bench:
         log(f"P = {result['rate']:,.0f} req/s")
         return result
 
-    async def step_ingest(self, name: str, dsn: str, workers: int = 1) -> dict[str, Any]:
+    async def step_ingest(
+        self, name: str, dsn: str, workers: int = 1, latency_rate: float | None = None
+    ) -> dict[str, Any]:
+        """The highest rate, then the latency at ``latency_rate`` (default: 70% of that)."""
         log(
             f"ingest ({name}): serve --no-dispatcher"
             + (f" --workers {workers}" if workers > 1 else "")
@@ -383,7 +391,7 @@ class Bench:
                 maximum = await self.max_rate(target, self.sizes.seconds)
         maximum["cpu"] = cpu.per_item(maximum["accepted"])
         maximum["group_commit"] = await database.commit_stats(dsn, since)
-        rate = 0.7 * maximum["rate"]
+        rate = latency_rate or 0.7 * maximum["rate"]
         log(f"  max {maximum['rate']:,.0f}/s; open loop at {rate:,.0f}/s")
         steady = await self.fixed_rate(target, rate, self.sizes.latency_seconds)
         await proc.stop()
@@ -461,12 +469,16 @@ class Bench:
         results: dict[str, Any] = self.details
         scale = await self.scale_database()
         results["P"] = await self.step_p()
+        results["P_uvloop"] = await self.step_p("uvloop")
         results["delivery"] = await self.delivery_step("unordered", ordered=False)
         results["scale"] = {"delivery": await self.delivery_step("scale", False, scale)}
         results["delivery_ordered"] = await self.delivery_step("ordered", ordered=True)
         results["H"] = await self.step_h()
+        results["H_uvloop"] = await self.step_h("uvloop")
         results["ingest"] = await self.ingest_step("empty")
-        results["scale"]["ingest"] = await self.step_ingest("scale", scale)
+        # The same offered load as the empty table's latency run: only the table size differs.
+        empty_rate = results["ingest"]["at_70_percent"]["rate_target"]
+        results["scale"]["ingest"] = await self.step_ingest("scale", scale, latency_rate=empty_rate)
         results["scale"]["rows_after"] = await database.table_rows(scale)
         await database.drop_database(self.server_dsn, "bench_scale")
         results["ingest_workers_2"] = await self.ingest_step("workers-2", workers=2)
@@ -520,7 +532,9 @@ class Bench:
         scale, old = r["scale"], f"{self.sizes.old_rows:,} old rows"
         return [
             Row("H: bare aiohttp handler", h, "req/s"),
+            Row("H on uvloop (for comparison)", r["H_uvloop"]["rate"], "req/s", h, "H"),
             Row("P: one aiohttp client -> receiver", p, "req/s"),
+            Row("P on uvloop (for comparison)", r["P_uvloop"]["rate"], "req/s", p, "P"),
             Row("ingest, 1 serve process", ingest, "/s", h, "H", at_least=0.5),
             Row("ingest, serve --workers 2", r["ingest_workers_2"]["max"]["rate"], "/s", h, "H"),
             Row("delivery, unordered", unordered, "/s", p, "P", at_least=0.7),
@@ -560,7 +574,7 @@ class Bench:
             Row("ingest p99 at 70% of its max", at_70(r["ingest"], "p99_ms"), "ms", at_most=50),
             Row("ingest --workers 2 p99 at 70%", at_70(r["ingest_workers_2"], "p99_ms"), "ms"),
             Row(
-                f"ingest p99 at 70%, {self.sizes.old_rows:,} old rows",
+                f"ingest p99, {self.sizes.old_rows:,} old rows, same load as empty",
                 at_70(r["scale"]["ingest"], "p99_ms"),
                 "ms",
                 at_most=50,
