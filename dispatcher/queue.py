@@ -6,7 +6,7 @@ Both directions are batched: one statement claims many rows, one transaction fin
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -100,86 +100,31 @@ def _reason(result: AttemptResult) -> str:
 async def finish(
     pool: Pool, results: Sequence[AttemptResult], policy: RetryPolicy, disable_after: float
 ) -> list[Verdict]:
-    """Record the attempts and their consequences in one transaction."""
+    """Record the attempts and their consequences: one call of ``finish_batch``, one commit."""
     verdicts = [judge(result, policy) for result in results]
-    async with pool.acquire() as connection, connection.transaction():
-        await _lock_ordered_subjects(connection, results)
-        await _record_attempts(connection, results)
-        finished = await _apply_verdicts(connection, results, verdicts)
-        await _release_successors(connection, finished)
-        await _update_callback_health(connection, results, disable_after)
-    return verdicts
-
-
-async def _lock_ordered_subjects(
-    connection: asyncpg.Connection, results: Iterable[AttemptResult]
-) -> None:
-    subjects = sorted(
-        {(r.delivery.callback_id, r.delivery.subject) for r in results if r.delivery.ordered}
-    )
-    if subjects:
-        await connection.execute(
-            Q["lock_subjects"], [s[0] for s in subjects], [uuid.UUID(s[1]) for s in subjects]
-        )
-
-
-async def _record_attempts(
-    connection: asyncpg.Connection, results: Sequence[AttemptResult]
-) -> None:
-    await connection.execute(
-        Q["record_attempts"],
-        [uuid.UUID(r.delivery.notification_id) for r in results],
-        [r.delivery.attempt for r in results],
+    deliveries = [result.delivery for result in results]
+    ordered = sorted({(d.callback_id, d.subject) for d in deliveries if d.ordered})
+    gone = {r.delivery.callback_id for r in results if r.gone}
+    await pool.execute(
+        Q["finish_batch"],
+        [uuid.UUID(d.notification_id) for d in deliveries],
+        [d.attempt for d in deliveries],
         [r.started_at for r in results],
         [r.duration_ms for r in results],
         [r.status for r in results],
         [r.body for r in results],
         [r.error for r in results],
-    )
-
-
-async def _apply_verdicts(
-    connection: asyncpg.Connection, results: Sequence[AttemptResult], verdicts: list[Verdict]
-) -> list[asyncpg.Record]:
-    rows = await connection.fetch(
-        Q["finish_attempts"],
-        [uuid.UUID(r.delivery.notification_id) for r in results],
-        [r.delivery.attempt for r in results],
         [v.status for v in verdicts],
         [v.delay for v in verdicts],
         [v.reason for v in verdicts],
+        [callback for callback, _ in ordered],
+        [uuid.UUID(subject) for _, subject in ordered],
+        sorted({r.delivery.callback_id for r in results if r.succeeded}),
+        sorted(gone),
+        sorted({r.delivery.callback_id for r in results if not r.succeeded} - gone),
+        disable_after,
     )
-    return [row for row in rows if row["ordered"] and row["status"] in ("delivered", "failed")]
-
-
-async def _release_successors(
-    connection: asyncpg.Connection, finished: list[asyncpg.Record]
-) -> None:
-    if finished:
-        await connection.execute(
-            Q["release_successors"],
-            [row["callback_id"] for row in finished],
-            [row["subject"] for row in finished],
-        )
-
-
-async def _update_callback_health(
-    connection: asyncpg.Connection, results: Sequence[AttemptResult], disable_after: float
-) -> None:
-    succeeded = sorted({r.delivery.callback_id for r in results if r.succeeded})
-    gone = sorted({r.delivery.callback_id for r in results if r.gone})
-    failed = sorted({r.delivery.callback_id for r in results if not r.succeeded} - set(gone))
-    if succeeded:
-        await connection.execute(Q["callbacks_succeeded"], succeeded)
-    if gone:
-        await connection.execute(Q["callbacks_gone"], gone)
-        await connection.execute(Q["fail_pending_of_callbacks"], gone, "gone")
-    if failed:
-        await connection.execute(Q["callbacks_failed"], failed)
-        disabled = await connection.fetch(Q["disable_failing_callbacks"], failed, disable_after)
-        if disabled:
-            ids = [row["id"] for row in disabled]
-            await connection.execute(Q["fail_pending_of_callbacks"], ids, "callback_disabled")
+    return verdicts
 
 
 async def release_leases(pool: Pool, notification_ids: list[str], worker_id: str) -> None:

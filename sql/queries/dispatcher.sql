@@ -41,77 +41,13 @@ RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.r
               AS previous_secret;
 
 -- name: lock_subjects
--- Taken before finishing ordered deliveries, in a fixed order; see insert_notification.
-SELECT 1 FROM subject_sequences s
-JOIN unnest($1::bigint[], $2::uuid[]) AS f (callback_id, subject)
-  ON s.callback_id = f.callback_id AND s.subject = f.subject
-ORDER BY s.callback_id, s.subject
-FOR UPDATE OF s;
-
--- name: record_attempts
-INSERT INTO delivery_attempts (notification_id, attempt, started_at, duration_ms,
-                               response_status, response_body, error)
-SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
-                     $5::integer[], $6::text[], $7::text[])
-ON CONFLICT DO NOTHING;
-
--- name: finish_attempts
--- Only rows still leased by the attempt that finished: a lease that expired and was claimed
--- again has a higher attempt count and is left to its new holder.
-UPDATE deliveries d
-SET status = u.status,
-    next_attempt_at = CASE WHEN u.status = 'queued'
-                           THEN now() + make_interval(secs => u.delay) END,
-    delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
-    finished_at = CASE WHEN u.status IN ('delivered', 'failed') THEN now() END,
-    failure_reason = u.reason,
-    locked_by = NULL
-FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::float8[], $5::text[])
-     AS u (notification_id, attempts, status, delay, reason)
-WHERE d.notification_id = u.notification_id AND d.attempts = u.attempts
-  AND d.status = 'delivering'
-RETURNING d.notification_id, d.callback_id, d.subject, d.ordered, d.status;
+-- Taken before changing what is pending for ordered subjects, in a fixed order (see
+-- sql/migrations/0004_finish_batch.sql).
+SELECT lock_subjects($1::bigint[], $2::uuid[]);
 
 -- name: release_successors
 -- The next notification of each subject whose head just finished may now be sent.
-UPDATE deliveries d
-SET next_attempt_at = now()
-FROM (
-    SELECT DISTINCT ON (p.callback_id, p.subject) p.notification_id, p.next_attempt_at
-    FROM unnest($1::bigint[], $2::uuid[]) AS f (callback_id, subject)
-    JOIN deliveries p ON p.callback_id = f.callback_id AND p.subject = f.subject
-    WHERE p.ordered AND p.status IN ('queued', 'delivering')
-    ORDER BY p.callback_id, p.subject, p.sequence
-) AS head
-WHERE d.notification_id = head.notification_id AND head.next_attempt_at IS NULL
-RETURNING d.notification_id;
-
--- name: callbacks_succeeded
-UPDATE callbacks SET failing_since = NULL
-WHERE id = ANY ($1::bigint[]) AND failing_since IS NOT NULL;
-
--- name: callbacks_failed
--- Starts the failure window of each callback that just failed (kept while it keeps failing).
-UPDATE callbacks SET failing_since = now()
-WHERE id = ANY ($1::bigint[]) AND failing_since IS NULL;
-
--- name: disable_failing_callbacks
--- Callbacks that have failed without a single success for longer than $2 seconds.
-UPDATE callbacks SET enabled = false, disabled_reason = 'failing', updated_at = now()
-WHERE id = ANY ($1::bigint[]) AND enabled
-  AND failing_since < now() - make_interval(secs => $2)
-RETURNING id;
-
--- name: callbacks_gone
-UPDATE callbacks SET enabled = false, disabled_reason = 'gone', updated_at = now()
-WHERE id = ANY ($1::bigint[])
-RETURNING id;
-
--- name: fail_pending_of_callbacks
-UPDATE deliveries
-SET status = 'failed', failure_reason = $2, next_attempt_at = NULL, locked_by = NULL,
-    finished_at = now()
-WHERE callback_id = ANY ($1::bigint[]) AND status IN ('queued', 'delivering');
+SELECT release_successors($1::bigint[], $2::uuid[]);
 
 -- name: release_leases
 -- A worker shutting down gives back what it claimed but did not finish, uncharged.
@@ -119,3 +55,11 @@ UPDATE deliveries
 SET status = 'queued', next_attempt_at = now(), locked_by = NULL,
     attempts = attempts - 1, round_attempts = round_attempts - 1
 WHERE notification_id = ANY ($1::uuid[]) AND status = 'delivering' AND locked_by = $2;
+
+-- name: finish_batch
+-- Finished attempts and all they change, committed in one round trip: see
+-- sql/migrations/0004_finish_batch.sql.
+SELECT finish_batch($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
+                    $5::integer[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::text[],
+                    $11::bigint[], $12::uuid[], $13::bigint[], $14::bigint[], $15::bigint[],
+                    $16::float8);
