@@ -7,20 +7,22 @@ the request carries one signature per valid secret, separated by spaces.
 from __future__ import annotations
 
 import base64
-import hashlib
+import functools
 import hmac
 from collections.abc import Iterable
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
+@functools.lru_cache(maxsize=4096)
 def secret_key(secret: str) -> bytes:
+    """The HMAC key of a secret, decoded once per secret rather than once per attempt."""
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(secret_key(secret), signed, "sha256")  # one-shot, in OpenSSL
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
