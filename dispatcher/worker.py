@@ -28,7 +28,7 @@ from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender
 from service.database import create_pool
 from service.keys import DSN, SETTINGS
-from service.loop import loop_factory
+from service.loop import freeze_startup_objects, loop_factory
 from service.metrics import IN_FLIGHT
 from service.problems import DATABASE_DOWN
 from service.settings import Settings
@@ -239,6 +239,7 @@ async def _run_until_signalled(settings: Settings, dsn: str) -> None:
     dispatcher = Dispatcher(settings, dsn)
     await dispatcher.start()
     metrics = await _serve_metrics(settings)
+    freeze_startup_objects()
     await stop.wait()
     await dispatcher.stop()
     if metrics is not None:

@@ -14,7 +14,7 @@ from service.app import create_app
 from service.auth import ensure_jwt_secret
 from service.database import database_url
 from service.logs import configure_logging
-from service.loop import loop_factory
+from service.loop import freeze_startup_objects, loop_factory
 from service.settings import Settings
 
 log = logging.getLogger("callbackhub")
@@ -42,6 +42,7 @@ def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int
 
 def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) -> None:
     app = create_app(settings, dsn, with_dispatcher=with_dispatcher)
+    app.on_startup.append(_freeze_startup_objects)  # after the pool and dispatcher started
     log.info(
         "serving on http://%s:%d",
         settings.host,
@@ -58,6 +59,10 @@ def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) 
         access_log=None,
         loop=loop_factory(settings.event_loop)(),
     )
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    freeze_startup_objects()
 
 
 def _worker(settings: Settings, dsn: str, with_dispatcher: bool) -> None:
