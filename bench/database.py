@@ -213,6 +213,16 @@ async def settle(connection: asyncpg.Connection, tables: list[str]) -> None:
     await connection.execute("CHECKPOINT")
 
 
+async def settle_database(dsn: str) -> None:
+    """``settle`` the tables echo writes, between a maximum-rate run and a latency run: the
+    autovacuum and checkpoint that the run's writes set off belong to it, not to the next."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await settle(connection, ["notifications", "deliveries", "subject_sequences"])
+    finally:
+        await connection.close()
+
+
 async def delivered_count(dsn: str) -> tuple[int, int]:
     """(delivered, still pending) in the deliveries table."""
     connection = await asyncpg.connect(dsn)
