@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -53,18 +54,22 @@ class Emission:
 
 @dataclass
 class _Item:
-    """An emission in a batch, and what became of it."""
+    """An emission waiting in the queue, with the future its caller awaits."""
 
     emission: Emission
     future: asyncio.Future[uuid.UUID]
     request_hash: bytes | None = None
 
 
-# What the database decided for an item that was not stored (see ingest_batch).
-_REFUSALS: dict[str, type[Problem]] = {
+def _no_callback() -> Problem:
+    return CallbackNotFound("no callback is registered for this notification type")
+
+
+# The problem for each outcome of ingest_batch that stored nothing.
+_REFUSALS: dict[str, Callable[[], Problem]] = {
     "key_reused": IdempotencyKeyReused,
     "partner_not_found": PartnerNotFound,
-    "callback_not_found": CallbackNotFound,
+    "callback_not_found": _no_callback,
     "callback_disabled": CallbackDisabled,
 }
 
@@ -166,9 +171,5 @@ def _answer(item: _Item, outcome: str, notification_id: uuid.UUID) -> None:
         return
     if outcome in ("stored", "repeat"):
         item.future.set_result(notification_id)
-    elif outcome == "callback_not_found":
-        item.future.set_exception(
-            CallbackNotFound("no callback is registered for this notification type")
-        )
     else:
         item.future.set_exception(_REFUSALS[outcome]())
