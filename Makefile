@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint chaos fuzz bench install clean
+.PHONY: run test lint chaos fuzz bench schema install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check service dispatcher sql tests bench
 	$(BIN)/ruff format --check service dispatcher sql tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 chaos: $(STAMP)
 	CALLBACKHUB_CHAOS_FULL=1 $(BIN)/pytest -q -s -m chaos tests/e2e
@@ -42,6 +43,10 @@ fuzz: $(STAMP)
 ## Measure against this machine's own limits, one run (~7 min; BENCH_QUICK=1 for ~1 min)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+## Write sql/schema.sql: the schema the migrations build (after adding a migration)
+schema: $(STAMP)
+	$(BIN)/python -m tests.support.schema
 
 clean:
 	rm -rf $(VENV) .callbackhub .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ import uuid
 
 from aiohttp import web
 
-from service.loop import loop_factory
+from service.core.runtime import loop_factory
 
 
 async def echo(request: web.Request) -> web.Response:

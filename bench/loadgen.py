@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import cast
 
 from bench.payloads import echo_path, notes_body, wrk_script
-from service.loop import loop_factory
+from service.core.runtime import loop_factory
 
 WARMUP = 1.0
 

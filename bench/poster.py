@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.payloads import notes_body
-from service.loop import loop_factory
+from service.core.runtime import loop_factory
 
 WARMUP = 1.0
 

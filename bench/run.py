@@ -69,8 +69,8 @@ from bench.procs import (
     wait_http,
 )
 from bench.report import Row, table, write_json
-from service.auth import mint_token
-from service.settings import Settings
+from service.api.tokens import mint_token
+from service.core.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 JWT_SECRET = "bench-" + uuid.uuid4().hex + uuid.uuid4().hex

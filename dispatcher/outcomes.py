@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from dispatcher.queue import Verdict
 from dispatcher.sender import AttemptResult
-from service.metrics import ATTEMPT_DURATION, DELIVERY_OUTCOMES, END_TO_END_LAG
+from service.core.metrics import ATTEMPT_DURATION, DELIVERY_OUTCOMES, END_TO_END_LAG
+from service.core.statuses import DeliveryStatus
 
 log = logging.getLogger("dispatcher.outcomes")
 
@@ -16,7 +17,9 @@ log = logging.getLogger("dispatcher.outcomes")
 def outcome_name(result: AttemptResult, verdict: Verdict) -> str:
     if result.blocked:
         return "blocked"
-    return {"delivered": "delivered", "queued": "retried"}.get(verdict.status, "failed")
+    return {DeliveryStatus.DELIVERED: "delivered", DeliveryStatus.QUEUED: "retried"}.get(
+        verdict.status, "failed"
+    )
 
 
 def observe(

@@ -14,9 +14,11 @@ import asyncpg
 import sql
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery
-from service.database import Pool
+from service.core.changes import Change, changes_from
+from service.core.database import Pool
+from service.core.statuses import DeliveryStatus, FailureReason
 
-Q = sql.load_queries()
+Q = sql.load_queries("queue")
 
 
 @dataclass(frozen=True)
@@ -74,39 +76,43 @@ def _delivery(row: asyncpg.Record) -> Delivery:
 class Verdict:
     """What becomes of a delivery after one attempt."""
 
-    status: str  # delivered | queued (retry) | failed
+    status: DeliveryStatus  # delivered, queued (a retry after ``delay``) or failed
     delay: float = 0.0
-    reason: str | None = None
+    reason: FailureReason | None = None
 
 
 def judge(result: AttemptResult, policy: RetryPolicy) -> Verdict:
     if result.succeeded:
-        return Verdict("delivered")
+        return Verdict(DeliveryStatus.DELIVERED)
     if result.gone:
-        return Verdict("failed", reason="gone")
-    if result.blocked:
-        return Verdict("failed", reason="blocked_address")
+        return Verdict(DeliveryStatus.FAILED, reason=FailureReason.GONE)
+    if result.failure is FailureReason.BLOCKED_ADDRESS:
+        return Verdict(DeliveryStatus.FAILED, reason=FailureReason.BLOCKED_ADDRESS)
     if policy.exhausted(result.delivery.round_attempt):
-        return Verdict("failed", reason=_reason(result))
-    return Verdict("queued", policy.delay(result.delivery.round_attempt, result.retry_after))
+        return Verdict(DeliveryStatus.FAILED, reason=result.failure or FailureReason.HTTP_ERROR)
+    delay = policy.delay(result.delivery.round_attempt, result.retry_after)
+    return Verdict(DeliveryStatus.QUEUED, delay)
 
 
-def _reason(result: AttemptResult) -> str:
-    if result.status is not None:
-        return f"http_{result.status}"
-    return (result.error or "error")[:200]
+@dataclass(frozen=True)
+class Finished:
+    """What one write-back recorded: a verdict per attempt, and what they changed."""
+
+    verdicts: list[Verdict]
+    changes: list[Change]
 
 
 async def finish(
     pool: Pool, results: Sequence[AttemptResult], policy: RetryPolicy, disable_after: float
-) -> list[Verdict]:
-    """Record the attempts and their consequences: one call of ``finish_batch``, one commit."""
+) -> Finished:
+    """Record the attempts and their consequences: one call of ``finish_attempts_v2``, one
+    commit; returns the verdicts and the changes the SQL reports."""
     verdicts = [judge(result, policy) for result in results]
     deliveries = [result.delivery for result in results]
     ordered = sorted({(d.callback_id, d.subject) for d in deliveries if d.ordered})
     gone = {r.delivery.callback_id for r in results if r.gone}
-    await pool.execute(
-        Q["finish_batch"],
+    rows = await pool.fetch(
+        Q["finish_attempts"],
         [uuid.UUID(d.notification_id) for d in deliveries],
         [d.attempt for d in deliveries],
         [r.started_at for r in results],
@@ -124,7 +130,7 @@ async def finish(
         sorted({r.delivery.callback_id for r in results if not r.succeeded} - gone),
         disable_after,
     )
-    return verdicts
+    return Finished(verdicts, changes_from(rows))
 
 
 async def release_leases(pool: Pool, notification_ids: list[str], worker_id: str) -> None:

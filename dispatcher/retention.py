@@ -7,12 +7,11 @@ import asyncio
 import logging
 
 import sql
-from service.database import Pool
-from service.problems import DATABASE_DOWN
-from service.settings import Settings
+from service.core.database import DATABASE_DOWN, Pool
+from service.core.settings import Settings
 
 log = logging.getLogger(__name__)
-Q = sql.load_queries()
+Q = sql.load_queries("retention")
 BATCH = 1000
 
 

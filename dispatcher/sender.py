@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from dispatcher.resolver import blocked_cause
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
-from dispatcher.signing import signature_header
+from service.core.egress import blocked_cause
+from service.core.signing import signature_header
+from service.core.statuses import FailureReason
 
 RESPONSE_BODY_LIMIT = 4096
 
@@ -43,7 +44,12 @@ class AttemptResult:
     body: str | None = None
     error: str | None = None
     retry_after: float | None = None
-    blocked: bool = False
+    # Why an attempt without an HTTP answer failed (an answer's status says it otherwise).
+    failure: FailureReason | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return self.failure is FailureReason.BLOCKED_ADDRESS
 
     @property
     def succeeded(self) -> bool:
@@ -83,7 +89,7 @@ class Sender:
         try:
             status, body, retry_after = await self._post(delivery, headers)
         except TimeoutError:
-            return _failed(delivery, started_at, clock, "timeout")
+            return _failed(delivery, started_at, clock, "timeout", FailureReason.TIMEOUT)
         except (aiohttp.ClientError, OSError) as error:
             return _unanswered(delivery, started_at, clock, error)
         return AttemptResult(
@@ -138,8 +144,28 @@ def _elapsed_ms(clock: float) -> int:
     return int((time.monotonic() - clock) * 1000)
 
 
-def _failed(delivery: Delivery, started_at: datetime, clock: float, error: str) -> AttemptResult:
-    return AttemptResult(delivery, started_at, _elapsed_ms(clock), error=error)
+def _failed(
+    delivery: Delivery,
+    started_at: datetime,
+    clock: float,
+    error: str,
+    failure: FailureReason = FailureReason.CONNECTION_FAILED,
+) -> AttemptResult:
+    return AttemptResult(delivery, started_at, _elapsed_ms(clock), error=error, failure=failure)
+
+
+def internal_error(delivery: Delivery, started_at: datetime, error: BaseException) -> AttemptResult:
+    """An attempt that callbackhub itself failed to make (a bug, a malformed stored secret):
+    recorded and retried like any failure. The log carries the traceback; the attempt log only
+    the exception's type, since its message may quote what it failed on."""
+    elapsed = int((datetime.now(UTC) - started_at).total_seconds() * 1000)
+    return AttemptResult(
+        delivery,
+        started_at,
+        max(elapsed, 0),
+        error=f"internal_error: {type(error).__name__}",
+        failure=FailureReason.INTERNAL_ERROR,
+    )
 
 
 def _unanswered(
@@ -149,10 +175,10 @@ def _unanswered(
     refusal = blocked_cause(error)
     if refusal is not None:
         message = f"blocked_address: {refusal}"[:500]
-        return AttemptResult(delivery, started_at, _elapsed_ms(clock), error=message, blocked=True)
+        return _failed(delivery, started_at, clock, message, FailureReason.BLOCKED_ADDRESS)
     if isinstance(error, aiohttp.ClientError):
         return _failed(delivery, started_at, clock, _describe(error))
     return _failed(delivery, started_at, clock, f"network error: {error.strerror or error}")
 
 
-__all__ = ["AttemptResult", "Delivery", "Sender"]
+__all__ = ["AttemptResult", "Delivery", "Sender", "internal_error"]

@@ -11,7 +11,7 @@ import signal
 import socket
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
@@ -22,25 +22,18 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from dispatcher import outcomes, queue
 from dispatcher.listener import listen_forever
-from dispatcher.resolver import guarded_connector
 from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
-from dispatcher.sender import AttemptResult, Delivery, Sender
-from service.database import create_pool
-from service.keys import DSN, SETTINGS
-from service.loop import freeze_startup_objects, loop_factory
-from service.metrics import IN_FLIGHT
-from service.problems import DATABASE_DOWN
-from service.settings import Settings
+from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
+from service.core.changes import log_changes
+from service.core.database import DATABASE_DOWN, create_pool
+from service.core.egress import guarded_connector
+from service.core.metrics import IN_FLIGHT
+from service.core.runtime import freeze_startup_objects, loop_factory, package_version
+from service.core.settings import Settings
 
 log = logging.getLogger(__name__)
 FLUSH_BATCH = 500
-
-
-def _version() -> str:
-    from service.views.docs import package_version
-
-    return package_version()
 
 
 class Dispatcher:
@@ -72,7 +65,7 @@ class Dispatcher:
         )
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         self._sender = Sender(
-            self._session, self._settings.delivery_timeout, f"callbackhub/{_version()}"
+            self._session, self._settings.delivery_timeout, f"callbackhub/{package_version()}"
         )
         self._background = [
             asyncio.create_task(self._claim_loop(), name="claim-loop"),
@@ -118,8 +111,19 @@ class Dispatcher:
         self._in_flight[delivery.notification_id] = task
 
     async def _deliver(self, delivery: Delivery) -> None:
+        """Make one attempt and queue its result for the write-back, whatever it raised: an
+        attempt that is never recorded would be claimed again at every lease expiry, forever.
+        (A cancellation at shutdown is the exception: its lease is given back uncharged.)"""
+        started_at = datetime.now(UTC)
         try:
             result = await self._sender.attempt(delivery)
+        except Exception as error:
+            log.exception(
+                "delivery attempt failed inside callbackhub: %s",
+                type(error).__name__,
+                extra={"notification_id": delivery.notification_id, "attempt": delivery.attempt},
+            )
+            result = internal_error(delivery, started_at, error)
         finally:
             IN_FLIGHT.dec()
             self._in_flight.pop(delivery.notification_id, None)
@@ -140,14 +144,15 @@ class Dispatcher:
         """Write back finished attempts; on a database error keep them and try again."""
         while self._results:
             batch = self._results[:FLUSH_BATCH]
-            verdicts: list[queue.Verdict] = []
+            finished = queue.Finished([], [])
             async for attempt in _until_database_answers("recording outcomes"):
                 with attempt:
-                    verdicts = await queue.finish(
+                    finished = await queue.finish(
                         self._pool, batch, self._policy, self._settings.disable_after
                     )
             del self._results[: len(batch)]
-            outcomes.observe(batch, verdicts, self._settings.metrics_per_partner)
+            outcomes.observe(batch, finished.verdicts, self._settings.metrics_per_partner)
+            log_changes(finished.changes)
             # Slots are free now and successors of ordered deliveries are released: claim.
             self._wake.set()
         self._results_ready.clear()
@@ -221,14 +226,6 @@ async def _wait_quietly(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-
-
-async def dispatcher_context(app: web.Application) -> AsyncIterator[None]:
-    """Run a dispatcher inside the API process for the application's lifetime."""
-    dispatcher = Dispatcher(app[SETTINGS], app[DSN])
-    await dispatcher.start()
-    yield
-    await dispatcher.stop()
 
 
 async def _run_until_signalled(settings: Settings, dsn: str) -> None:

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from service.auth import SCOPES, ensure_jwt_secret, mint_token
-from service.database import DatabaseUnavailable, database_url, migrate, open_pool
-from service.errors import Problem
-from service.logs import configure_logging
-from service.settings import ConfigurationError, Settings, load_settings
+from service.api.tokens import SCOPES, ensure_jwt_secret, mint_token
+from service.core.database import DatabaseUnavailable, database_url, open_pool
+from service.core.errors import Problem
+from service.core.logs import configure_logging
+from service.core.migrations import migrate
+from service.core.settings import ConfigurationError, Settings, load_settings
 
 log = logging.getLogger("callbackhub")
 
@@ -142,9 +143,9 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _partners(args: argparse.Namespace, settings: Settings) -> int:
-    from service import partners
-    from service.problems import validate
-    from service.schemas import PartnerCreate
+    from service.api.parsing import validate
+    from service.core import partners
+    from service.core.schemas import PartnerCreate
 
     async with open_pool(database_url(settings), settings) as pool:
         async with pool.acquire() as connection:

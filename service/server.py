@@ -1,4 +1,8 @@
-"""``callbackhub serve``: the API (and by default a dispatcher) in one or more processes."""
+"""``callbackhub serve``: the API (and by default a dispatcher) in one or more processes.
+
+With the CLI, the composition root: the one place that puts the API and the dispatcher into
+one process. Neither imports the other.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,41 @@ import multiprocessing
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from service.app import create_app
-from service.auth import ensure_jwt_secret
-from service.database import database_url
-from service.logs import configure_logging
-from service.loop import freeze_startup_objects, loop_factory
-from service.settings import Settings
+from dispatcher.worker import Dispatcher
+from service.api.app import create_app
+from service.api.tokens import ensure_jwt_secret
+from service.core.database import database_url
+from service.core.logs import configure_logging
+from service.core.runtime import freeze_startup_objects, loop_factory
+from service.core.settings import Settings
 
 log = logging.getLogger("callbackhub")
+
+
+def build_app(settings: Settings, dsn: str, *, with_dispatcher: bool) -> web.Application:
+    """The API; with ``with_dispatcher`` the same process also delivers notifications."""
+    app = create_app(settings, dsn)
+    if with_dispatcher:
+        app.cleanup_ctx.append(dispatcher_context(settings, dsn))
+    return app
+
+
+def dispatcher_context(
+    settings: Settings, dsn: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run a dispatcher for the application's lifetime (started after the API's database)."""
+
+    async def run_dispatcher(app: web.Application) -> AsyncIterator[None]:
+        dispatcher = Dispatcher(settings, dsn)
+        await dispatcher.start()
+        yield
+        await dispatcher.stop()
+
+    return run_dispatcher
 
 
 def _print_first_run_hints(settings: Settings) -> None:
@@ -41,7 +69,7 @@ def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int
 
 
 def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) -> None:
-    app = create_app(settings, dsn, with_dispatcher=with_dispatcher)
+    app = build_app(settings, dsn, with_dispatcher=with_dispatcher)
     app.on_startup.append(_freeze_startup_objects)  # after the pool and dispatcher started
     log.info(
         "serving on http://%s:%d",

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.auth import mint_token
-from service.settings import Settings
+from service.api.app import create_app
+from service.api.tokens import mint_token
+from service.core.settings import Settings
+from service.server import build_app
 from tests.support import postgres
 from tests.support.receiver import Receiver
 
@@ -73,7 +74,7 @@ async def client_with_dispatcher(
 ) -> TestClient:
     """The API and a dispatcher in one app, as ``callbackhub serve`` runs them. ``database``
     comes first so it is dropped only after the app (and its dispatcher) has shut down."""
-    return await aiohttp_client(create_app(settings, database, with_dispatcher=True))
+    return await aiohttp_client(build_app(settings, database, with_dispatcher=True))
 
 
 def token(

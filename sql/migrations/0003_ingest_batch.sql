@@ -1,10 +1,7 @@
--- Storing a batch of echoes in one round trip.
---
--- The API's group commit used to run a batch as five to six statements in a transaction
--- (BEGIN, find callbacks, reserve sequences, check pending subjects, insert, COMMIT). Under load
--- each round trip waits for a turn of a busy event loop, so a batch took milliseconds of waiting
--- per statement. This function does the same steps, in the same order and with the same locks,
--- in one call that also commits (the caller runs it outside a transaction).
+-- Storing a batch of echoes in one round trip: the callback lookup, the Idempotency-Keys, the
+-- subjects' sequence numbers and the inserts, in one call that also commits (the caller runs
+-- it outside a transaction), so that a batch costs one round trip however busy the event loop.
+-- (Renamed store_notifications_v1 by 0006.)
 --
 -- In:  one array element per item (notification id, partner, type, subject, payload,
 --      Idempotency-Key or NULL, request hash or NULL), and the keys' time to live in seconds.

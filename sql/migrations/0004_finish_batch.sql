@@ -1,11 +1,7 @@
--- Recording a batch of delivery attempts in one round trip.
---
--- The dispatcher wrote back finished attempts as five to seven statements in a transaction
--- (lock ordered subjects, record the attempts, apply the verdicts, release the successors of
--- ordered heads, callback health, commit). On a dispatcher busy with hundreds of requests each
--- round trip waits for a turn of its event loop, and the next notification of an ordered
--- subject waits for all of them. finish_batch runs the same statements in the same order (so
--- the same locks in the same order as echo and redeliver) in one call that also commits.
+-- Recording a batch of delivery attempts in one round trip: the subject locks, the attempts,
+-- the verdicts, the release of ordered successors and callback health, in one call that also
+-- commits. (0006 replaces finish_batch and release_successors with versions that return what
+-- they changed, and renames lock_subjects to lock_subjects_v1.)
 
 -- The subjects' sequence rows, locked in a fixed order: taken by echo (ingest_batch), by
 -- finish_batch and by redeliver before they change what is pending for an ordered subject.

@@ -59,11 +59,9 @@ WHERE d.partner_id = $1 AND d.status = 'failed' AND d.created_at >= $2
   AND c.partner_id = d.partner_id AND c.notification_type = d.notification_type
   AND c.enabled;
 
--- name: queue_depth
-SELECT count(*) FILTER (WHERE next_attempt_at <= now() AND status = 'queued') AS due,
-       count(*) FILTER (WHERE next_attempt_at > now() AND status = 'queued') AS scheduled,
-       count(*) FILTER (WHERE next_attempt_at IS NULL AND status = 'queued') AS waiting
-FROM deliveries WHERE status IN ('queued', 'delivering');
+-- name: callback_state
+SELECT id, enabled, ordered_delivery FROM callbacks
+WHERE partner_id = $1 AND notification_type = $2;
 
--- name: disabled_callbacks
-SELECT count(*) FROM callbacks WHERE NOT enabled;
+-- name: notify_due
+SELECT pg_notify('callbackhub_due', '');

@@ -1,12 +1,6 @@
--- name: callback_for_echo
-SELECT id, enabled, ordered_delivery FROM callbacks
-WHERE partner_id = $1 AND notification_type = $2;
-
--- name: notify_due
-SELECT pg_notify('callbackhub_due', '');
-
--- name: ingest_batch
--- A batch of echoes, stored and committed in one round trip: see sql/migrations/0003.
+-- name: store_notifications
+-- A batch of echoes, stored and committed in one round trip: see store_notifications_v1
+-- (sql/migrations/0003_ingest_batch.sql).
 SELECT item, outcome, stored_id
-FROM ingest_batch($1::uuid[], $2::uuid[], $3::integer[], $4::uuid[], $5::bytea[], $6::text[],
-                  $7::bytea[], $8::float8);
+FROM store_notifications_v1($1::uuid[], $2::uuid[], $3::integer[], $4::uuid[], $5::bytea[],
+                            $6::text[], $7::bytea[], $8::float8);

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from tests.conftest import JWT_SECRET, make_settings
 from tests.support.tokens import (
     bearer,

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import sql
-from service.app import create_app
+from service.api.app import create_app
 from tests.conftest import make_settings
 from tests.support import postgres
 

@@ -23,8 +23,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from dispatcher.signing import secret_key
-from service.logs import ConsoleFormatter, JsonFormatter
+from service.core.logs import ConsoleFormatter, JsonFormatter
+from service.core.signing import secret_key
 from tests.conftest import JWT_SECRET, auth, token
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, status

@@ -17,7 +17,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 
-from service.app import create_app
+from service.api.app import create_app
 from tests.conftest import auth, make_settings
 from tests.support.polling import eventually
 from tests.support.state import Digest, changed_tables, digests

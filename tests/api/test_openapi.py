@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from service.schemas import CallbackUpdate, PartnerCreate
+from service.core.schemas import CallbackUpdate, PartnerCreate
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 

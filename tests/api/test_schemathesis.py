@@ -35,11 +35,11 @@ from aiohttp import web
 from schemathesis import Case
 from schemathesis.core.failures import FailureGroup
 
-from service.app import create_app
-from service.notification_types import NOTIFICATION_TYPES
-from service.openapi import openapi_document
-from service.settings import Settings
-from service.views.docs import package_version
+from service.api.app import create_app
+from service.api.openapi import openapi_document
+from service.core.notification_types import NOTIFICATION_TYPES
+from service.core.runtime import package_version
+from service.core.settings import Settings
 from tests.conftest import make_settings, token
 from tests.support import postgres
 from tests.support.state import changed_tables, snapshot

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from service.views.docs import package_version
+from service.core.runtime import package_version
 from tests.conftest import auth
 from tests.dispatcher.scenario import (
     FINAL,

@@ -54,7 +54,7 @@ async def test_the_log_lists_newest_first_with_filters_and_pages(
     failed = await log_page(client, partner, status="failed")
     assert [item["notificationId"] for item in failed["items"]] == [emitted[4], emitted[1]]
     assert failed["total"] == 2
-    assert all(item["failureReason"] == "http_500" for item in failed["items"])
+    assert all(item["failureReason"] == "http_error" for item in failed["items"])
 
     notes = await log_page(client, partner, notificationType=2)
     assert {item["notificationType"] for item in notes["items"]} == {2}

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from service.schemas import EchoAccepted
+from service.core.schemas import EchoAccepted
 from tests.conftest import auth
 from tests.dispatcher.scenario import (
     JSON,

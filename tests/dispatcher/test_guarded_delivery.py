@@ -214,7 +214,7 @@ async def test_redirects_are_not_followed(
 
     detail = await settled(client, partner, notification_id, "failed")
 
-    assert detail["failureReason"] == "http_307"
+    assert detail["failureReason"] == "http_error"
     assert {a["responseStatus"] for a in detail["attemptLog"]} == {307}
     assert listener.connections == 0
 

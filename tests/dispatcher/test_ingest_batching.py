@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from service.callbacks import upsert_callback
-from service.database import Pool, create_pool
-from service.ids import uuid7, uuid7_batch
-from service.ingest import Emission, Ingest
-from service.partners import create_partner
-from service.schemas import CallbackUpdate
-from service.settings import Settings
+from service.core.callbacks import upsert_callback
+from service.core.database import Pool, create_pool
+from service.core.ids import uuid7, uuid7_batch
+from service.core.notifications import NewNotification, NotificationWriter
+from service.core.partners import create_partner
+from service.core.schemas import CallbackUpdate
+from service.core.settings import Settings
 from tests.dispatcher.scenario import payload
 
 
@@ -29,8 +29,8 @@ async def pool(database: str, settings: Settings) -> AsyncIterator[Pool]:
 
 
 @pytest.fixture
-async def ingest(pool: Pool) -> AsyncIterator[Ingest]:
-    started = Ingest(pool, idempotency_ttl=3600, writers=2)
+async def ingest(pool: Pool) -> AsyncIterator[NotificationWriter]:
+    started = NotificationWriter(pool, idempotency_ttl=3600, writers=2)
     yield started
     await started.close()
 
@@ -43,9 +43,11 @@ async def _partner_with_callbacks(pool: Pool) -> uuid.UUID:
     return partner.partner_unique_id
 
 
-def _emission(partner: uuid.UUID, notification_type: int, subject: uuid.UUID) -> Emission:
+def _new_notification(
+    partner: uuid.UUID, notification_type: int, subject: uuid.UUID
+) -> NewNotification:
     body = json.dumps(payload(notification_type, subject)).encode()
-    return Emission(partner, notification_type, subject, body)
+    return NewNotification(partner, notification_type, subject, body)
 
 
 async def _stored(pool: Pool) -> list[asyncpg.Record]:
@@ -57,10 +59,10 @@ async def _stored(pool: Pool) -> list[asyncpg.Record]:
 
 
 async def test_concurrent_echoes_share_transactions_and_all_are_committed(
-    pool: Pool, ingest: Ingest
+    pool: Pool, ingest: NotificationWriter
 ) -> None:
     partner = await _partner_with_callbacks(pool)
-    emissions = [_emission(partner, 2, uuid.uuid4()) for _ in range(60)]
+    emissions = [_new_notification(partner, 2, uuid.uuid4()) for _ in range(60)]
 
     ids = await asyncio.gather(*(ingest.accept(e) for e in emissions))
 
@@ -71,12 +73,12 @@ async def test_concurrent_echoes_share_transactions_and_all_are_committed(
 
 
 async def test_ordered_and_unordered_in_one_batch_keep_their_order_rules(
-    pool: Pool, ingest: Ingest
+    pool: Pool, ingest: NotificationWriter
 ) -> None:
     partner, subject = await _partner_with_callbacks(pool), uuid.uuid4()
-    head = await ingest.accept(_emission(partner, 1, subject))  # committed, still pending
-    emissions = [_emission(partner, 1, subject) for _ in range(3)]
-    emissions += [_emission(partner, 2, subject) for _ in range(2)]
+    head = await ingest.accept(_new_notification(partner, 1, subject))  # committed, still pending
+    emissions = [_new_notification(partner, 1, subject) for _ in range(3)]
+    emissions += [_new_notification(partner, 2, subject) for _ in range(2)]
 
     ids = [head, *await asyncio.gather(*(ingest.accept(e) for e in emissions))]
 
@@ -91,11 +93,11 @@ async def test_ordered_and_unordered_in_one_batch_keep_their_order_rules(
 
 
 async def test_a_caller_that_stops_waiting_does_not_disturb_its_batch(
-    pool: Pool, ingest: Ingest
+    pool: Pool, ingest: NotificationWriter
 ) -> None:
     partner = await _partner_with_callbacks(pool)
-    leaving = asyncio.create_task(ingest.accept(_emission(partner, 2, uuid.uuid4())))
-    staying = [asyncio.create_task(ingest.accept(_emission(partner, 2, uuid.uuid4())))]
+    leaving = asyncio.create_task(ingest.accept(_new_notification(partner, 2, uuid.uuid4())))
+    staying = [asyncio.create_task(ingest.accept(_new_notification(partner, 2, uuid.uuid4())))]
     await asyncio.sleep(0)  # both are queued before the writers run
     leaving.cancel()
 

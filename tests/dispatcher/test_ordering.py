@@ -173,7 +173,8 @@ async def test_a_notification_that_fails_for_good_unblocks_the_next(
 
     failed = await settled(client, partner, first, "failed")
     await settled(client, partner, second, "delivered")
-    assert failed["failureReason"] == "http_500"
+    assert failed["failureReason"] == "http_error"
+    assert failed["attemptLog"][-1]["responseStatus"] == 500
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert ids.count(first) == 3
     assert ids.index(second) > max(i for i, n in enumerate(ids) if n == first)

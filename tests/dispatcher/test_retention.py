@@ -6,8 +6,8 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from dispatcher.retention import purge_once
-from service.keys import POOL
-from service.settings import Settings
+from service.api.app_keys import POOL
+from service.core.settings import Settings
 from tests.conftest import auth
 
 NOTE = {

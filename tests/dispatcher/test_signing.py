@@ -13,8 +13,7 @@ from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatcher.retry import RetryPolicy, parse_retry_after
-from dispatcher.signing import sign, signature_header
-from service.callbacks import new_signing_secret
+from service.core.signing import new_signing_secret, sign, signature_header
 from tests.conftest import auth
 from tests.dispatcher.scenario import create_partner, emit, payload, put_callback, settled
 from tests.support.receiver import Receiver

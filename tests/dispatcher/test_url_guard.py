@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from dispatcher.resolver import GuardedResolver, vetted_socket_factory
-from dispatcher.url_guard import (
+from service.api.app import create_app
+from service.core.egress import GuardedResolver, vetted_socket_factory
+from service.core.settings import Settings
+from service.core.url_guard import (
     BlockedAddress,
     UrlRejected,
     blocked_category,
@@ -22,8 +24,6 @@ from dispatcher.url_guard import (
     client_host,
     parse_numeric_ipv4,
 )
-from service.app import create_app
-from service.settings import Settings
 from tests.conftest import auth, make_settings
 from tests.support.scripted_dns import ScriptedDns
 

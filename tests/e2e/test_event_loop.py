@@ -12,7 +12,7 @@ import pytest
 import uvloop
 from standardwebhooks import Webhook
 
-from service.loop import loop_factory
+from service.core.runtime import loop_factory
 from tests.e2e.conftest import Fleet
 from tests.support import processes
 from tests.support.tokens import bearer, claims, hs256

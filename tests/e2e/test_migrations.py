@@ -11,11 +11,12 @@ import asyncpg
 import pytest
 
 import sql
-from service.database import MIGRATION_LOCK_ID, migrate
+from service.core.migrations import MIGRATION_LOCK_ID, migrate
 from tests.e2e.conftest import Fleet
 from tests.support import postgres
 from tests.support.polling import eventually
 from tests.support.processes import callbackhub_env, serve
+from tests.support.schema import SCHEMA_FILE, migrated_schema
 
 VERSIONS = [migration.version for migration in sql.load_migrations()]
 EXPECTED_TABLES = {
@@ -65,6 +66,13 @@ async def schema_fingerprint(connection: asyncpg.Connection) -> list[tuple[Any, 
            ORDER BY owner, conname"""
     )
     return [tuple(row) for row in columns] + [tuple(row) for row in constraints]
+
+
+async def test_the_migrations_produce_exactly_the_schema_file(server_dsn: str) -> None:
+    built = await migrated_schema(server_dsn)
+    assert built == SCHEMA_FILE.read_text(), (
+        "sql/schema.sql is not what the migrations build: run `make schema` and review the diff"
+    )
 
 
 async def test_migrations_build_the_schema_on_an_empty_database(

@@ -73,7 +73,8 @@ def test_wheel_holds_the_migrations_and_queries(wheel: Path) -> None:
 
 def test_wheel_holds_every_module_of_service_and_dispatcher(wheel: Path) -> None:
     modules = source_files("*.py", "service", "dispatcher", "sql")
-    assert "service/views/callbacks.py" in modules
+    assert "service/api/views/callbacks.py" in modules
+    assert "service/core/callbacks.py" in modules
     assert modules - names(wheel) == set()
     assert {"service/py.typed", "dispatcher/py.typed"} <= names(wheel)
 
@@ -103,7 +104,7 @@ async def test_migrate_runs_from_the_wheel_alone(
     probe = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import service.app, service.cli, sql; print(service.__file__)",
+        "import service.api.app, service.cli, sql; print(service.__file__)",
         cwd=tmp_path,
         env=env,
         stdout=asyncio.subprocess.PIPE,

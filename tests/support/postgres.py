@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from service.database import migrate
+from service.core.migrations import migrate
 
 TEMPLATE = "callbackhub_template"
 

@@ -1,0 +1,62 @@
+"""Prometheus metrics of the API and the dispatcher, served at ``GET /metrics``.
+
+No label identifies a partner unless ``CALLBACKHUB_METRICS_PER_PARTNER=true``; the ``partner``
+label is then filled in, otherwise it stays empty (which Prometheus treats as absent).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from prometheus_client import Counter, Gauge, Histogram
+
+import sql
+from service.core.database import Pool
+
+Q = sql.load_queries("metrics")
+
+NOTIFICATIONS_ACCEPTED = Counter(
+    "callbackhub_notifications_accepted",
+    "Notifications accepted by echo (committed, answered 202)",
+    ["notification_type", "partner"],
+)
+DELIVERY_OUTCOMES = Counter(
+    "callbackhub_delivery_outcomes",
+    "Delivery attempts by outcome: delivered, retried, failed, blocked",
+    ["outcome", "notification_type", "partner"],
+)
+ATTEMPT_DURATION = Histogram(
+    "callbackhub_delivery_attempt_duration_seconds",
+    "Duration of one delivery attempt (request to partner and response)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+END_TO_END_LAG = Histogram(
+    "callbackhub_delivery_lag_seconds",
+    "Time from acceptance by echo to the partner's 2xx",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 86400),
+)
+QUEUE_DEPTH = Gauge(
+    "callbackhub_queue_depth",
+    "Deliveries waiting: due now, or scheduled for a later attempt",
+    ["state"],
+)
+IN_FLIGHT = Gauge("callbackhub_deliveries_in_flight", "Delivery requests in flight")
+DISABLED_CALLBACKS = Gauge("callbackhub_callbacks_disabled", "Callbacks currently disabled")
+HTTP_REQUESTS = Counter(
+    "callbackhub_http_requests", "API requests by route and status", ["method", "route", "status"]
+)
+
+
+@functools.cache
+def notifications_accepted(notification_type: int, partner: str) -> Counter:
+    """The accepted-notifications counter for one label set (partner is "" unless per-partner
+    metrics are on)."""
+    return NOTIFICATIONS_ACCEPTED.labels(str(notification_type), partner)
+
+
+async def refresh_queue_depth(pool: Pool) -> None:
+    """Read the shared queue's depth from the database into ``QUEUE_DEPTH``."""
+    depth = await pool.fetchrow(Q["queue_depth"], timeout=2)
+    assert depth is not None
+    for state in ("due", "scheduled", "waiting"):
+        QUEUE_DEPTH.labels(state).set(depth[state])

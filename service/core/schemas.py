@@ -1,0 +1,164 @@
+"""The API's request and response bodies. The views and ``/openapi.json`` both use these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from service.core.statuses import DeliveryStatus, DisabledReason, FailureReason
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def dump(self, exclude_none: bool = False) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=exclude_none)
+
+
+class Pagination(ApiModel):
+    # Bounded by the SQL types they are bound to (bigint, integer): past them asyncpg raises.
+    offset: int = Field(default=0, ge=0, le=2**63 - 1)
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class PartnerCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=200)
+    partner_unique_id: UUID | None = None
+
+
+class Partner(ApiModel):
+    partner_unique_id: UUID
+    name: str
+    created_at: datetime
+
+
+class PartnerPage(ApiModel):
+    items: list[Partner]
+    offset: int
+    limit: int
+    total: int
+
+
+class NotificationTypeInfo(ApiModel):
+    id: int
+    name: str
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class NotificationTypeList(ApiModel):
+    items: list[NotificationTypeInfo]
+
+
+class CallbackUpdate(ApiModel):
+    # An absolute http(s) URL; checked in full by ``service.core.url_guard``.
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})
+    enabled: bool = True
+    description: str | None = Field(default=None, max_length=1000)
+    ordered_delivery: bool | None = None
+
+
+class Callback(ApiModel):
+    partner_unique_id: UUID
+    notification_type: int
+    notification_type_name: str
+    url: str
+    enabled: bool
+    description: str | None
+    ordered_delivery: bool
+    disabled_reason: DisabledReason | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CallbackCreated(Callback):
+    signing_secret: str
+
+
+class CallbackPage(ApiModel):
+    items: list[Callback]
+    offset: int
+    limit: int
+    total: int
+
+
+class SigningSecret(ApiModel):
+    signing_secret: str
+
+
+class EchoAccepted(ApiModel):
+    notification_id: UUID
+    status: Literal["queued"] = "queued"
+
+
+class NotificationFilter(Pagination):
+    status: DeliveryStatus | None = None
+    notification_type: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class NotificationSummary(ApiModel):
+    notification_id: UUID
+    notification_type: int
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    failure_reason: FailureReason | None
+    blocked_by: UUID | None = None
+
+
+class NotificationPage(ApiModel):
+    items: list[NotificationSummary]
+    offset: int
+    limit: int
+    total: int
+
+
+class Attempt(ApiModel):
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    response_status: int | None
+    response_body: str | None
+    error: str | None
+
+
+class NotificationDetail(NotificationSummary):
+    payload: Any
+    attempt_log: list[Attempt]
+
+
+class RedeliverFailed(ApiModel):
+    since: AwareDatetime
+
+
+class RedeliverAccepted(ApiModel):
+    notification_id: UUID
+    status: Literal["queued"] = "queued"
+
+
+class RedeliverFailedAccepted(ApiModel):
+    queued: int
+
+
+class ProblemField(ApiModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(ApiModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] | None = None
+
+
+class HealthStatus(ApiModel):
+    status: str
+    reason: str | None = None
