@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.payloads import NOTE_TEXT, NOTES_TYPE, STATE_CHANGE_TYPE, notes_body, state_change_body
-from service.core.migrations import migrate
 from service.core.ids import uuid7
+from service.core.migrations import migrate
 from service.core.signing import new_signing_secret
 
 TEMPLATE = "bench_template"
