@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed
 
 .PHONY: run test lint chaos fuzz bench schema install clean
 
@@ -10,14 +11,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# `make run` needs only the service; `make test` and the other targets add the dev tools.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
 ## Start the API and the dispatcher on http://127.0.0.1:8080 (embedded PostgreSQL unless CALLBACKHUB_DATABASE_URL is set)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@echo "callbackhub: delivering to a receiver on this machine? The URL guard blocks loopback and"
 	@echo "  private addresses; allow them with CALLBACKHUB_ALLOWED_NETWORKS=127.0.0.0/8,::1/128 make run"
 	$(BIN)/callbackhub serve
@@ -27,8 +33,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q -m "not chaos" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check service dispatcher sql tests bench
-	$(BIN)/ruff format --check service dispatcher sql tests bench
+	$(BIN)/ruff check service dispatcher sql tests bench docs
+	$(BIN)/ruff format --check service dispatcher sql tests bench docs
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

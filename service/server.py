@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -52,9 +53,21 @@ def _print_first_run_hints(settings: Settings) -> None:
     print(
         "callbackhub: generated a JWT secret in "
         f"{settings.data_dir / 'jwt-secret'}; mint a token with:\n"
-        '  callbackhub token --scope "partners:admin"',
+        f'  {_console_script()} token --scope "partners:admin"',
         file=sys.stderr,
     )
+
+
+def _console_script() -> str:
+    """How to call ``callbackhub`` from here: the script beside this interpreter (in the
+    virtualenv that ``make run`` made), relative to the current folder when inside it."""
+    script = Path(sys.executable).parent / "callbackhub"
+    if not script.exists():
+        return "callbackhub"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int:

@@ -46,7 +46,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await migrate(connection)
     app[POOL] = pool
     app[NOTIFICATION_WRITER] = NotificationWriter(
-        pool, settings.idempotency_ttl, settings.ingest_writers
+        pool, settings.idempotency_ttl, settings.notification_writers
     )
     yield
     await app[NOTIFICATION_WRITER].close()

@@ -14,6 +14,7 @@ from service.core.schemas import ProblemDetails
 
 REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"{(\w+)}")
+TYPE_PARAM = "{notificationTypeID}"
 _PARAM_SCHEMAS = {
     "partnerUniqueID": {"type": "string", "format": "uuid"},
     "notificationId": {"type": "string", "format": "uuid"},
@@ -58,10 +59,10 @@ def _inline(node: Any, schema: dict[str, Any]) -> Any:
     return node
 
 
-def _parameters(item: Route) -> list[dict[str, Any]]:
+def _parameters(item: Route, path: str) -> list[dict[str, Any]]:
     params = [
         {"name": name, "in": "path", "required": True, "schema": _PARAM_SCHEMAS[name]}
-        for name in _PATH_PARAM.findall(item.path)
+        for name in _PATH_PARAM.findall(path)
     ]
     params += [
         {
@@ -109,7 +110,7 @@ def _responses(item: Route) -> dict[str, Any]:
     if item.authenticated:
         responses.setdefault("401", _problem("Missing, malformed, expired or badly signed token"))
         responses.setdefault("403", _problem("The token lacks the scope or the partner"))
-    if _PATH_PARAM.search(item.path) or item.query or item.body or item.raw_body:
+    if _PATH_PARAM.search(item.template) or item.query or item.body or item.raw_body:
         responses.setdefault("400", _problem("Invalid request"))
     if item.body or item.raw_body:
         responses.setdefault("413", _problem("Body over 256 KiB"))
@@ -117,39 +118,112 @@ def _responses(item: Route) -> dict[str, Any]:
     return responses
 
 
-def _request_body(item: Route) -> dict[str, Any] | None:
-    if item.body is not None:
-        return {"required": True, **_json({"$ref": REF.format(model=item.body.__name__)})}
-    if item.raw_body:
-        description = (
-            "The notification payload; its schema depends on the type (GET /notification-types)"
-        )
-        payloads = [{"$ref": REF.format(model=m.__name__)} for m in NOTIFICATION_TYPES.values()]
-        return {"required": True, "description": description, **_json({"anyOf": payloads})}
-    return None
+def _request_body(item: Route, payload: type[BaseModel] | None) -> dict[str, Any] | None:
+    model = payload or item.body
+    if model is None:
+        return None
+    return {"required": True, **_json({"$ref": REF.format(model=model.__name__)})}
 
 
-def _operation(item: Route) -> dict[str, Any]:
+def _operation(item: Route, path: str, payload: type[BaseModel] | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": item.name,
         "summary": item.summary,
         "tags": [item.tag],
-        "parameters": _parameters(item),
+        "parameters": _parameters(item, path),
         "responses": _responses(item),
     }
+    if payload is not None:
+        operation["operationId"] = f"{item.name}_{_snake(payload.__name__)}"
+        operation["summary"] = f"{item.summary} ({payload.__name__})"
     if item.scope:
         operation["description"] = f"Scope: `{item.scope}`"
     operation["security"] = [{"bearer": []}] if item.authenticated else []
-    body = _request_body(item)
+    body = _request_body(item, payload)
     if body is not None:
         operation["requestBody"] = body
     return operation
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _operations(item: Route) -> list[tuple[str, dict[str, Any]]]:
+    """The documented (path, operation) pairs of a route. Echo takes a different body for each
+    notification type, so it is documented once per type, at the path with the type filled
+    in: a client generated from the document then cannot send one type's body to another's
+    path. The route itself keeps serving ``{notificationTypeID}``."""
+    if not (item.raw_body and TYPE_PARAM in item.template):
+        return [(item.template, _operation(item, item.template))]
+    return [
+        (path, _operation(item, path, model))
+        for type_id, model in sorted(NOTIFICATION_TYPES.items())
+        for path in [item.template.replace(TYPE_PARAM, str(type_id))]
+    ]
+
+
+# Response fields whose value a later operation takes as a path parameter.
+_LINKED_FIELDS = {
+    "partnerUniqueId": "partnerUniqueID",
+    "notificationType": "notificationType",
+    "notificationId": "notificationId",
+}
+
+
+def _response_models(item: Route) -> dict[int, type[BaseModel]]:
+    models = dict(item.status_models)
+    if item.response is not None:
+        models.setdefault(item.status, item.response)
+    return {status: model for status, model in models.items() if 200 <= status < 300}
+
+
+def _link_sources(model: type[BaseModel], request_path: str) -> dict[str, str]:
+    """Path parameters a next operation can take: the response's ids, then the request's."""
+    sources = {name: f"$request.path.{name}" for name in _PATH_PARAM.findall(request_path)}
+    fields = {info.alias or name for name, info in model.model_fields.items()}
+    for field_name, param in _LINKED_FIELDS.items():
+        if field_name in fields:
+            sources[param] = f"$response.body#/{field_name}"
+    return sources
+
+
+def _links(
+    model: type[BaseModel], request_path: str, targets: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """OpenAPI links from a response to each operation whose path takes an id the response
+    holds, so that stateful tests (and readers) can chain calls with real ids. Parameters that
+    neither the response nor the request supply are left to the caller."""
+    sources = _link_sources(model, request_path)
+    from_response = {p for p, s in sources.items() if s.startswith("$response")}
+    links = {}
+    for path, operation in targets:
+        wanted = set(_PATH_PARAM.findall(path))
+        if wanted & from_response:
+            links[operation["operationId"]] = {
+                "operationId": operation["operationId"],
+                "parameters": {name: sources[name] for name in sorted(wanted & sources.keys())},
+            }
+    return links
+
+
+def _add_links(documented: list[tuple[Route, str, dict[str, Any]]]) -> None:
+    targets = [(path, operation) for _, path, operation in documented]
+    for item, path, operation in documented:
+        for status, model in _response_models(item).items():
+            links = _links(model, path, targets)
+            if links:
+                operation["responses"][str(status)]["links"] = links
+
+
 def openapi_document(version: str) -> dict[str, Any]:
+    documented = [
+        (item, path, operation) for item in ROUTES for path, operation in _operations(item)
+    ]
+    _add_links(documented)
     paths: dict[str, dict[str, Any]] = {}
-    for item in ROUTES:
-        paths.setdefault(item.path, {})[item.method.lower()] = _operation(item)
+    for item, path, operation in documented:
+        paths.setdefault(path, {})[item.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {

@@ -70,8 +70,14 @@ async def read_json_body(request: web.Request) -> bytes:
 
 
 async def json_body(request: web.Request, model: type[ModelT]) -> ModelT:
-    data = parse_json(await read_json_body(request))
-    return validate(model, data)
+    """The body as ``model``, validated as strictly as the schema reads: no ``0`` for a
+    boolean, no number for a string (JSON's own strings still carry UUIDs and times)."""
+    raw = await read_json_body(request)
+    parse_json(raw)  # the syntax checks first: duplicate keys, NUL, depth, UTF-8
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as error:
+        raise ValidationFailed(errors=field_errors(error)) from None
 
 
 def validate(model: type[ModelT], data: Any) -> ModelT:

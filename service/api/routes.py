@@ -8,6 +8,7 @@ view never checks a scope itself, so what the document says is what is enforced.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from service.api.auth import PARTNER_PARAM, Caller, authorise
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 View = Callable[[web.Request, Caller], Awaitable[web.StreamResponse]]
+_PATTERN = re.compile(r"\{(\w+):[^}]*\}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class Route:
     extra_statuses: dict[int, str] = field(default_factory=dict)
     headers: tuple[str, ...] = ()
     media_type: str = "application/json"
+
+    @property
+    def template(self) -> str:
+        """The path without the patterns some parameters carry: ``{name}`` only."""
+        return _PATTERN.sub(r"{\1}", self.path)
 
     @property
     def partner_scoped(self) -> bool:

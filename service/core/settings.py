@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -26,8 +26,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
-    # Group commit: how many echo transactions may be open at once per API process.
-    ingest_writers: int = Field(default=2, ge=1, le=64)
+    # Group commit: how many transactions storing echoed notifications may be open at once per
+    # API process. CALLBACKHUB_INGEST_WRITERS is its former name, still read.
+    notification_writers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices(
+            "notification_writers",
+            "CALLBACKHUB_NOTIFICATION_WRITERS",
+            "CALLBACKHUB_INGEST_WRITERS",
+        ),
+    )
     # uvloop (where it is installed: Linux and macOS) or the standard library's event loop.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
@@ -106,7 +116,6 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        raise ConfigurationError(
-            f"invalid configuration: CALLBACKHUB_{field.upper()}: {first['msg']}"
-        ) from None
+        field = str(first["loc"][0]).upper() if first["loc"] else "?"
+        variable = field if field.startswith("CALLBACKHUB_") else f"CALLBACKHUB_{field}"
+        raise ConfigurationError(f"invalid configuration: {variable}: {first['msg']}") from None

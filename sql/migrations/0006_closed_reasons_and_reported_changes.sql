@@ -97,7 +97,7 @@ $$;
 -- disabled.
 -- Out: a row per change that anyone may care about:
 --   notification_failed     (callback, notification, failure reason): failed for good
---   notification_recovered  (callback, notification): delivered after failed attempts
+--   notification_recovered  (callback, notification): delivered after a failed attempt
 --   successor_released      (callback, notification): next of its subject, may be sent now
 --   callback_disabled       (callback, disabled reason: gone | failing)
 --   callback_recovered      (callback): a success after a run of failures
@@ -174,18 +174,11 @@ BEGIN
                f.callback_id, f.notification_id, f.reason
         FROM unnest(v_callbacks, v_ids, v_statuses, v_attempts, v_reasons)
              AS f (callback_id, notification_id, status, attempts, reason)
-        WHERE f.status = 'failed' OR (f.status = 'delivered' AND f.attempts > 1);
-
-    SELECT array_agg(f.callback_id), array_agg(f.subject)
-      INTO v_heads_callbacks, v_heads_subjects
-      FROM unnest(v_callbacks, v_subjects, v_ordered, v_statuses)
-           AS f (callback_id, subject, ordered, status)
-     WHERE f.ordered AND f.status IN ('delivered', 'failed');
-    IF v_heads_callbacks IS NOT NULL THEN
-        RETURN QUERY
-            SELECT 'successor_released', r.callback_id, r.notification_id, NULL
-            FROM release_successors_v2(v_heads_callbacks, v_heads_subjects) AS r;
-    END IF;
+        WHERE f.status = 'failed'
+           OR (f.status = 'delivered' AND f.attempts > 1 AND EXISTS (
+                   SELECT 1 FROM delivery_attempts a
+                   WHERE a.notification_id = f.notification_id AND a.attempt < f.attempts
+                     AND (a.response_status IS NULL OR a.response_status NOT BETWEEN 200 AND 299)));
 
     -- Callback health: a success closes the failure window; 410 Gone disables at once; other
     -- failures open the window, and disable the callbacks that have failed for too long.
@@ -211,6 +204,18 @@ BEGIN
         IF v_failing_too_long IS NOT NULL THEN
             RETURN QUERY SELECT * FROM disable_callbacks_v1(v_failing_too_long, 'failing');
         END IF;
+    END IF;
+    -- Last, once disabling has failed what it fails: the next notification of each subject
+    -- whose head finished may now be sent.
+    SELECT array_agg(f.callback_id), array_agg(f.subject)
+      INTO v_heads_callbacks, v_heads_subjects
+      FROM unnest(v_callbacks, v_subjects, v_ordered, v_statuses)
+           AS f (callback_id, subject, ordered, status)
+     WHERE f.ordered AND f.status IN ('delivered', 'failed');
+    IF v_heads_callbacks IS NOT NULL THEN
+        RETURN QUERY
+            SELECT 'successor_released', r.callback_id, r.notification_id, NULL
+            FROM release_successors_v2(v_heads_callbacks, v_heads_subjects) AS r;
     END IF;
 END;
 $$;

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
+from service.core.notification_types import NOTIFICATION_TYPES
 from service.core.schemas import CallbackUpdate, PartnerCreate
 
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -49,13 +50,43 @@ async def test_document_is_valid_openapi_3_1(client: TestClient) -> None:
     validate(document)
 
 
+ECHO = ("post", "/partners/{partnerUniqueID}/callbacks/{notificationTypeID}/echo")
+
+
+def per_type_echo(routes: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The routes as documented: echo once per notification type, the type in the path."""
+    assert ECHO in routes
+    echoes = {
+        (ECHO[0], ECHO[1].replace("{notificationTypeID}", str(t))) for t in NOTIFICATION_TYPES
+    }
+    return (routes - {ECHO}) | echoes
+
+
 async def test_every_route_is_documented_and_nothing_else(client: TestClient) -> None:
     document = await spec(client)
     documented = {(method, path) for method, path, _ in operations(document)}
-    routes = app_routes(client.app)
+    routes = per_type_echo(app_routes(client.app))
     assert ("put", "/partners/{partnerUniqueID}/callbacks/{notificationType}") in routes
     assert routes - documented == set()
     assert documented - routes == set()
+
+
+async def test_each_echo_path_documents_the_body_of_its_own_type(client: TestClient) -> None:
+    document = await spec(client)
+    for type_id, model in NOTIFICATION_TYPES.items():
+        path = ECHO[1].replace("{notificationTypeID}", str(type_id))
+        operation = document["paths"][path]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model.__name__}"}
+        assert [p["name"] for p in operation["parameters"] if p["in"] == "path"] == [
+            "partnerUniqueID"
+        ]
+        # No top-level oneOf: generators would split the model into subject-only classes.
+        component = document["components"]["schemas"][model.__name__]
+        assert "oneOf" not in component
+        assert component["description"].startswith(
+            "Exactly one of processUniqueId or simulationUniqueId is required"
+        )
 
 
 async def test_operation_ids_are_unique(client: TestClient) -> None:

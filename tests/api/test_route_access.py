@@ -36,7 +36,7 @@ def _path(route: Route, partner: uuid.UUID) -> str:
         "notificationTypeID": "1",
         "notificationId": str(uuid.uuid4()),
     }
-    return route.path.format(**values)
+    return route.template.format(**values)
 
 
 def _scopes_except(scope: str) -> str:

@@ -164,6 +164,10 @@ async def test_bad_url_on_update_leaves_the_callback_alone(
         ({"url": "https://example.com/hook", "enabled": "perhaps"}, "enabled"),
         ({"url": "https://example.com/hook", "description": "d" * 1001}, "description"),
         ({"url": "https://example.com/hook", "orderedDelivery": []}, "orderedDelivery"),
+        ({"url": "https://example.com/hook", "orderedDelivery": 0}, "orderedDelivery"),
+        ({"url": "https://example.com/hook", "enabled": 1}, "enabled"),
+        ({"url": "https://example.com/hook", "enabled": "true"}, "enabled"),
+        ({"url": "https://example.com/hook", "description": 7}, "description"),
     ],
     ids=[
         "unknown-field",
@@ -173,6 +177,10 @@ async def test_bad_url_on_update_leaves_the_callback_alone(
         "enabled-not-bool",
         "description-too-long",
         "ordered-not-bool",
+        "ordered-zero-not-coerced",
+        "enabled-one-not-coerced",
+        "enabled-string-not-coerced",
+        "description-number-not-coerced",
     ],
 )
 async def test_invalid_body_is_400_naming_the_field(
@@ -339,3 +347,21 @@ async def test_wrong_method_is_a_405_problem_with_allow(client: TestClient, part
     response = await client.post(f"/partners/{partner}/callbacks/1", headers=ADMIN)
     await problem(response, 405)
     assert "PUT" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "GET", "PUT"])
+async def test_allow_lists_exactly_the_methods_of_redeliver_failed(
+    client: TestClient, partner: str, method: str
+) -> None:
+    """``redeliver-failed`` is a path of its own, not a notification id."""
+    path = f"/partners/{partner}/notifications/redeliver-failed"
+    response = await client.request(method, path, headers=ADMIN)
+    await problem(response, 405)
+    assert response.headers["Allow"] == "POST"
+
+
+async def test_allow_on_a_notification_lists_get(client: TestClient, partner: str) -> None:
+    path = f"/partners/{partner}/notifications/{uuid.uuid4()}"
+    response = await client.request("OPTIONS", path, headers=ADMIN)
+    await problem(response, 405)
+    assert response.headers["Allow"] == "GET"

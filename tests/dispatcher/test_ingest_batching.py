@@ -64,7 +64,7 @@ async def test_concurrent_echoes_share_transactions_and_all_are_committed(
     partner = await _partner_with_callbacks(pool)
     emissions = [_new_notification(partner, 2, uuid.uuid4()) for _ in range(60)]
 
-    ids = await asyncio.gather(*(ingest.accept(e) for e in emissions))
+    ids = [a.notification_id for a in await asyncio.gather(*map(ingest.accept, emissions))]
 
     rows = {row["id"]: row for row in await _stored(pool)}
     assert set(ids) == set(rows), "every answered id is a committed notification"
@@ -76,11 +76,11 @@ async def test_ordered_and_unordered_in_one_batch_keep_their_order_rules(
     pool: Pool, ingest: NotificationWriter
 ) -> None:
     partner, subject = await _partner_with_callbacks(pool), uuid.uuid4()
-    head = await ingest.accept(_new_notification(partner, 1, subject))  # committed, still pending
+    head = (await ingest.accept(_new_notification(partner, 1, subject))).notification_id
     emissions = [_new_notification(partner, 1, subject) for _ in range(3)]
     emissions += [_new_notification(partner, 2, subject) for _ in range(2)]
 
-    ids = [head, *await asyncio.gather(*(ingest.accept(e) for e in emissions))]
+    ids = [head, *[a.notification_id for a in await asyncio.gather(*map(ingest.accept, emissions))]]
 
     rows = {row["id"]: row for row in await _stored(pool)}
     ordered = sorted((rows[i] for i in ids[:4]), key=lambda row: row["sequence"])
@@ -101,7 +101,7 @@ async def test_a_caller_that_stops_waiting_does_not_disturb_its_batch(
     await asyncio.sleep(0)  # both are queued before the writers run
     leaving.cancel()
 
-    ids = await asyncio.gather(*staying)
+    ids = [accepted.notification_id for accepted in await asyncio.gather(*staying)]
 
     with pytest.raises(asyncio.CancelledError):
         await leaving

@@ -24,6 +24,7 @@ import pytest
 import sql
 from tests.e2e.conftest import Fleet
 from tests.support import postgres
+from tests.support.polling import eventually
 from tests.support.processes import callbackhub_env, free_port, serve
 
 # The console script next to this interpreter: what `make run` and a newcomer call.
@@ -87,7 +88,10 @@ async def test_serve_on_embedded_postgres_creates_lists_and_deletes_a_callback(
     assert (embedded_data_dir / "postgres" / "PG_VERSION").exists()
     secret_file = embedded_data_dir / "jwt-secret"
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    assert "callbackhub token" in server.log_text()
+    hint = next(line for line in server.log_text().splitlines() if " token --scope" in line)
+    script = hint.split()[0]
+    assert script.endswith("callbackhub")
+    assert await asyncio.to_thread(os.path.exists, script)  # the hint runs as printed
     assert secret_file.read_text().strip() not in server.log_text()
 
     minted = await run("token", "--scope", "partners:admin", env=env)
@@ -240,3 +244,50 @@ async def test_unreachable_database_exits_with_a_clear_message(
     assert finished.returncode != 0
     assert "database unreachable" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+def postgres_processes(data_dir: Path) -> list[int]:
+    """The ids of the postgres processes serving the data folder ``data_dir``."""
+    import psutil
+
+    folder = str((data_dir / "postgres").resolve())
+    found = []
+    for process in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and folder in cmdline:
+            found.append(process.pid)
+    return found
+
+
+async def test_a_clean_stop_after_a_crash_stops_the_embedded_postgres(
+    fleet: Fleet, embedded_data_dir: Path
+) -> None:
+    env = embedded_env(embedded_data_dir)
+    crashed = fleet.add(serve("crashed", env, fleet.logs))
+    await crashed.spawn().wait_ready(timeout=120)
+    minted = await run("token", "--scope", "partners:admin", env=env)
+    headers = {"Authorization": f"Bearer {minted.stdout.strip()}"}
+    async with (
+        aiohttp.ClientSession(base_url=crashed.url, headers=headers) as http,
+        http.post("/partners", json={"name": "Survivor Ltd"}) as response,
+    ):
+        assert response.status == 201, await response.text()
+    crashed.kill()  # kill -9: it never takes itself off the server's list of users
+    assert postgres_processes(embedded_data_dir), "the server outlives a crashed user"
+
+    again = fleet.add(serve("again", env, fleet.logs))
+    await again.spawn().wait_ready(timeout=120)
+    async with (
+        aiohttp.ClientSession(base_url=again.url, headers=headers) as http,
+        http.get("/partners") as response,
+    ):
+        names = [item["name"] for item in (await response.json())["items"]]
+    assert names == ["Survivor Ltd"]  # the data is intact
+    assert await again.terminate() == 0
+
+    await eventually(
+        lambda: asyncio.to_thread(postgres_processes, embedded_data_dir),
+        lambda pids: pids == [],
+        timeout=30,
+    )
+    assert not (embedded_data_dir / "postgres" / "postmaster.pid").exists()

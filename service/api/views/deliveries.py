@@ -21,6 +21,9 @@ from service.core.schemas import (
 
 READ, WRITE = Scope.DELIVERIES_READ, Scope.DELIVERIES_WRITE
 BASE = "/partners/{partnerUniqueID}/notifications"
+# Any segment but "redeliver-failed", which is a path of its own: otherwise a GET or an OPTIONS
+# there would match this pattern too, and 405 answers would list methods the path lacks.
+ONE = BASE + "/{notificationId:(?!redeliver-failed$)[^/]+}"
 
 
 @route(
@@ -42,7 +45,7 @@ async def list_notifications(request: web.Request, caller: Caller) -> web.Respon
 
 @route(
     "GET",
-    BASE + "/{notificationId}",
+    ONE,
     summary="One notification with payload and attempt log",
     tag="deliveries",
     scope=READ,
@@ -58,7 +61,7 @@ async def get_notification(request: web.Request, caller: Caller) -> web.Response
 
 @route(
     "POST",
-    BASE + "/{notificationId}/redeliver",
+    ONE + "/redeliver",
     summary="Queue a notification again with a fresh attempt budget (same webhook-id)",
     tag="deliveries",
     scope=WRITE,

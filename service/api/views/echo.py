@@ -72,10 +72,10 @@ async def echo(request: web.Request, caller: Caller) -> web.Response:
     except ValidationError as error:
         raise ValidationFailed(errors=_payload_errors(error, data)) from None
     notification = NewNotification(partner_id, notification_type, payload.subject, raw, key)
-    notification_id = await request.app[NOTIFICATION_WRITER].accept(notification)
+    accepted = await request.app[NOTIFICATION_WRITER].accept(notification)
     partner_label = str(partner_id) if request.app[SETTINGS].metrics_per_partner else ""
-    notifications_accepted(notification_type, partner_label).inc()
-    return _accepted(notification_id)
+    notifications_accepted(notification_type, partner_label, accepted.replay).inc()
+    return _accepted(accepted.notification_id)
 
 
 def _accepted(notification_id: UUID) -> web.Response:
