@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.api.routes import ROUTES, Route
-from service.core.notification_types import NOTIFICATION_TYPES
+from service.core.notification_types import NOTIFICATION_TYPES, SUBJECT_FIELDS
 from service.core.schemas import ProblemDetails
 
 REF = "#/components/schemas/{model}"
@@ -37,7 +38,31 @@ def _component_schemas() -> dict[str, Any]:
     pairs = [(m, "validation") for m in _models()] + [(m, "serialization") for m in _models()]
     _, schema = models_json_schema(pairs, ref_template=REF, by_alias=True)  # type: ignore[arg-type]
     defs: dict[str, Any] = schema.get("$defs", {})
+    for model in NOTIFICATION_TYPES.values():
+        defs |= _subject_variants(model.__name__, defs[model.__name__])
     return defs
+
+
+def _variant_name(model_name: str, subject: str) -> str:
+    return model_name + "By" + subject.removesuffix("UniqueId").capitalize()
+
+
+def _subject_variants(model_name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The payload once per subject, each with every field: its subject required and the other
+    one absent. Echo's body is one of them, so the document says the exactly-one rule in a
+    form that validators check and client generators keep whole (a top-level oneOf of bare
+    subjects made generators drop every other field)."""
+    variants = {}
+    for subject in SUBJECT_FIELDS:
+        variant = copy.deepcopy(schema)
+        for other in SUBJECT_FIELDS:
+            if other != subject:
+                del variant["properties"][other]
+        variant["required"] = [subject, *schema.get("required", [])]
+        variant["title"] = _variant_name(model_name, subject)
+        variant["description"] = f"A {model_name} about a {subject.removesuffix('UniqueId')}."
+        variants[variant["title"]] = variant
+    return variants
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -69,7 +94,8 @@ def _parameters(item: Route, path: str) -> list[dict[str, Any]]:
             "name": name,
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "maxLength": 200},
+            # What the view accepts: 1 to 200 printable characters (ASCII ones in HTTP).
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[ -~]+$"},
         }
         for name in item.headers
     ]
@@ -119,10 +145,14 @@ def _responses(item: Route) -> dict[str, Any]:
 
 
 def _request_body(item: Route, payload: type[BaseModel] | None) -> dict[str, Any] | None:
-    model = payload or item.body
-    if model is None:
+    if payload is not None:
+        variants = [
+            {"$ref": REF.format(model=_variant_name(payload.__name__, s))} for s in SUBJECT_FIELDS
+        ]
+        return {"required": True, **_json({"oneOf": variants})}
+    if item.body is None:
         return None
-    return {"required": True, **_json({"$ref": REF.format(model=model.__name__)})}
+    return {"required": True, **_json({"$ref": REF.format(model=item.body.__name__)})}
 
 
 def _operation(item: Route, path: str, payload: type[BaseModel] | None = None) -> dict[str, Any]:

@@ -6,10 +6,18 @@ migration that inserts its row into ``notification_types``; nothing else.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -19,12 +27,46 @@ SUBJECT_FIELDS = ("processUniqueId", "simulationUniqueId")
 SUBJECT_RULE = "exactly one of processUniqueId or simulationUniqueId is required"
 SUBJECT_RULE_TEXT = (
     "Exactly one of processUniqueId or simulationUniqueId is required: the subject, by which"
-    " ordered delivery keeps the order. null counts as absent."
+    " ordered delivery keeps the order. Leave the other one out (null is refused)."
 )
-_SUBJECT_FIELD = (
-    "The {} this notification is about. Exactly one of processUniqueId and simulationUniqueId;"
-    " null counts as absent."
-)
+SUBJECT_NOT_NULL = "must be a UUID string; leave the field out when it is not the subject"
+
+
+def _subject_schema(kind: str) -> WithJsonSchema:
+    """Published as what is accepted: a UUID string, never null, with no default."""
+    description = (
+        f"The {kind} this notification is about. Exactly one of processUniqueId and"
+        " simulationUniqueId."
+    )
+    return WithJsonSchema({"type": "string", "format": "uuid", "description": description})
+
+
+# The API refuses NUL characters in every JSON string (parse_json): PostgreSQL text cannot hold
+# them, and partners' parsers stumble on them. The published schemas say so.
+NO_NUL = "^[^\u0000]*$"
+
+
+def publish_no_nul(schema: dict[str, Any]) -> None:
+    """Add the no-NUL pattern to every string in ``schema`` (a model's JSON schema)."""
+    for node in _walk(schema):
+        if node.get("type") == "string" and "format" not in node and "enum" not in node:
+            node.setdefault("pattern", NO_NUL)
+
+
+def _walk(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [found for item in node for found in _walk(item)]
+    if not isinstance(node, dict):
+        return []
+    return [node, *(found for value in node.values() for found in _walk(value))]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+ProcessId = Annotated[UUID | None, _subject_schema("process")]
+SimulationId = Annotated[UUID | None, _subject_schema("simulation")]
 
 
 def subject_errors(data: object) -> list[dict[str, str]]:
@@ -35,6 +77,11 @@ def subject_errors(data: object) -> list[dict[str, str]]:
     if len(present) == 1:
         return []
     return [{"field": name, "message": SUBJECT_RULE} for name in SUBJECT_FIELDS]
+
+
+def _payload_schema_extra(schema: dict[str, Any]) -> None:
+    schema["description"] = SUBJECT_RULE_TEXT
+    publish_no_nul(schema)
 
 
 class NotificationPayload(BaseModel):
@@ -48,15 +95,18 @@ class NotificationPayload(BaseModel):
         # The exactly-one-subject rule is said in words, not as a top-level oneOf: client
         # generators turn such a oneOf into classes that hold only the subject and lose every
         # other field. The server enforces the rule (400 naming both fields).
-        json_schema_extra={"description": SUBJECT_RULE_TEXT},
+        json_schema_extra=_payload_schema_extra,
     )
 
-    process_unique_id: UUID | None = Field(
-        default=None, description=_SUBJECT_FIELD.format("process")
-    )
-    simulation_unique_id: UUID | None = Field(
-        default=None, description=_SUBJECT_FIELD.format("simulation")
-    )
+    process_unique_id: ProcessId = Field(default=None, json_schema_extra=_no_default)
+    simulation_unique_id: SimulationId = Field(default=None, json_schema_extra=_no_default)
+
+    @field_validator("process_unique_id", "simulation_unique_id", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # given as null: only leaving the field out means "not the subject"
+            raise PydanticCustomError("subject_null", SUBJECT_NOT_NULL)
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_subject(self) -> NotificationPayload:

@@ -9,11 +9,17 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from service.core.notification_types import publish_no_nul
 from service.core.statuses import DeliveryStatus, DisabledReason, FailureReason
 
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=publish_no_nul,
+    )
 
     def dump(self, exclude_none: bool = False) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=exclude_none)

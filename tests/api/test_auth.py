@@ -13,8 +13,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from service.api.app import create_app
-from tests.conftest import JWT_SECRET, make_settings
+from tests.support.settings import make_settings
 from tests.support.tokens import (
+    JWT_SECRET,
     bearer,
     claims,
     ec_private_key,

@@ -12,7 +12,8 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
+from tests.support.api import create_partner, problem, put_callback
+from tests.support.tokens import auth
 
 ADMIN = auth("partners:admin")
 READ = auth("callbacks:read")
@@ -32,24 +33,6 @@ CALLBACK_FIELDS = {
 TYPE_NAMES = {1: "WorkflowStateChange", 2: "Notes", 3: "Document"}
 
 
-async def problem(response: ClientResponse, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/problem+json"
-    body: dict[str, Any] = await response.json(content_type=None)
-    assert body["status"] == status
-    return body
-
-
-async def put_callback(
-    client: TestClient, partner: str, kind: int = 1, status: int = 201, **body: Any
-) -> dict[str, Any]:
-    body.setdefault("url", "https://example.com/hook")
-    response = await client.put(f"/partners/{partner}/callbacks/{kind}", json=body, headers=WRITE)
-    assert response.status == status, await response.text()
-    result: dict[str, Any] = await response.json()
-    return result
-
-
 def assert_signing_secret(secret: str) -> None:
     assert secret.startswith("whsec_")
     raw = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
@@ -62,7 +45,9 @@ def assert_signing_secret(secret: str) -> None:
 async def test_create_answers_201_with_the_callback_and_its_secret(
     client: TestClient, partner: str
 ) -> None:
-    created = await put_callback(client, partner, 1, url="https://broker.example/hooks?a=1")
+    created = await put_callback(
+        client, partner, 1, url="https://broker.example/hooks?a=1", status=201
+    )
     assert set(created) == CALLBACK_FIELDS | {"signingSecret"}
     assert created["partnerUniqueId"] == partner
     assert created["notificationType"] == 1
@@ -75,15 +60,15 @@ async def test_create_answers_201_with_the_callback_and_its_secret(
 
 
 async def test_each_callback_gets_its_own_secret(client: TestClient, partner: str) -> None:
-    first = await put_callback(client, partner, 1)
-    second = await put_callback(client, partner, 2)
+    first = await put_callback(client, partner, 1, status=201)
+    second = await put_callback(client, partner, 2, status=201)
     assert first["signingSecret"] != second["signingSecret"]
 
 
 async def test_update_answers_200_without_the_secret_and_moves_updated_at(
     client: TestClient, partner: str
 ) -> None:
-    created = await put_callback(client, partner, 2, url="https://one.example/hook")
+    created = await put_callback(client, partner, 2, url="https://one.example/hook", status=201)
     updated = await put_callback(client, partner, 2, status=200, url="https://two.example/hook")
     assert set(updated) == CALLBACK_FIELDS
     assert updated["url"] == "https://two.example/hook"
@@ -96,7 +81,7 @@ async def test_update_answers_200_without_the_secret_and_moves_updated_at(
 
 
 async def test_update_keeps_the_secret(client: TestClient, partner: str) -> None:
-    created = await put_callback(client, partner, 1)
+    created = await put_callback(client, partner, 1, status=201)
     await put_callback(client, partner, 1, status=200, url="https://other.example/hook")
     secret = await client.get(f"/partners/{partner}/callbacks/1/secret", headers=WRITE)
     assert (await secret.json())["signingSecret"] == created["signingSecret"]
@@ -106,7 +91,7 @@ async def test_enabled_description_and_ordering_round_trip(
     client: TestClient, partner: str
 ) -> None:
     created = await put_callback(
-        client, partner, 3, enabled=False, description="documents", orderedDelivery=True
+        client, partner, 3, enabled=False, description="documents", orderedDelivery=True, status=201
     )
     assert (created["enabled"], created["description"], created["orderedDelivery"]) == (
         False,
@@ -133,7 +118,7 @@ async def test_enabled_description_and_ordering_round_trip(
 async def test_ordered_delivery_default_depends_on_the_type(
     client: TestClient, partner: str, kind: int, ordered: bool
 ) -> None:
-    created = await put_callback(client, partner, kind)
+    created = await put_callback(client, partner, kind, status=201)
     assert created["orderedDelivery"] is ordered
     assert created["notificationTypeName"] == TYPE_NAMES[kind]
 
@@ -141,14 +126,14 @@ async def test_ordered_delivery_default_depends_on_the_type(
 async def test_update_without_ordered_delivery_keeps_the_choice(
     client: TestClient, partner: str
 ) -> None:
-    await put_callback(client, partner, 1, orderedDelivery=False)
+    await put_callback(client, partner, 1, orderedDelivery=False, status=201)
     updated = await put_callback(client, partner, 1, status=200, url="https://new.example/")
     assert updated["orderedDelivery"] is False
 
 
 async def test_url_of_exactly_2048_characters_is_accepted(client: TestClient, partner: str) -> None:
     url = "https://example.com/" + "a" * (2048 - len("https://example.com/"))
-    created = await put_callback(client, partner, 1, url=url)
+    created = await put_callback(client, partner, 1, url=url, status=201)
     assert created["url"] == url
 
 
@@ -165,8 +150,8 @@ async def test_update_for_unknown_partner_is_404(client: TestClient) -> None:
 
 
 async def test_delete_answers_204_then_404(client: TestClient, partner: str) -> None:
-    await put_callback(client, partner, 1)
-    await put_callback(client, partner, 2)
+    await put_callback(client, partner, 1, status=201)
+    await put_callback(client, partner, 2, status=201)
     deleted = await client.delete(f"/partners/{partner}/callbacks/1", headers=WRITE)
     assert deleted.status == 204
     assert await deleted.read() == b""
@@ -186,9 +171,9 @@ async def test_delete_for_unknown_partner_is_404(client: TestClient) -> None:
 async def test_a_deleted_callback_can_be_created_again_with_a_new_secret(
     client: TestClient, partner: str
 ) -> None:
-    first = await put_callback(client, partner, 1)
+    first = await put_callback(client, partner, 1, status=201)
     assert (await client.delete(f"/partners/{partner}/callbacks/1", headers=WRITE)).status == 204
-    second = await put_callback(client, partner, 1)
+    second = await put_callback(client, partner, 1, status=201)
     assert second["signingSecret"] != first["signingSecret"]
 
 
@@ -197,7 +182,7 @@ async def test_a_deleted_callback_can_be_created_again_with_a_new_secret(
 
 async def test_list_is_ordered_by_notification_type(client: TestClient, partner: str) -> None:
     for kind in (3, 1, 2):
-        await put_callback(client, partner, kind, url=f"https://example.com/{kind}")
+        await put_callback(client, partner, kind, url=f"https://example.com/{kind}", status=201)
     response = await client.get(f"/partners/{partner}/callbacks", headers=READ)
     assert response.status == 200
     page = await response.json()
@@ -210,10 +195,9 @@ async def test_list_is_ordered_by_notification_type(client: TestClient, partner:
 
 
 async def test_list_shows_only_this_partners_callbacks(client: TestClient, partner: str) -> None:
-    other = await client.post("/partners", json={"name": "Other"}, headers=ADMIN)
-    other_id = (await other.json())["partnerUniqueId"]
-    await put_callback(client, other_id, 1)
-    await put_callback(client, partner, 2)
+    other_id = await create_partner(client, "Other")
+    await put_callback(client, other_id, 1, status=201)
+    await put_callback(client, partner, 2, status=201)
     page = await (await client.get(f"/partners/{partner}/callbacks", headers=READ)).json()
     assert [(i["partnerUniqueId"], i["notificationType"]) for i in page["items"]] == [(partner, 2)]
     assert page["total"] == 1
@@ -221,7 +205,7 @@ async def test_list_shows_only_this_partners_callbacks(client: TestClient, partn
 
 async def test_list_pages_of_one(client: TestClient, partner: str) -> None:
     for kind in (1, 2, 3):
-        await put_callback(client, partner, kind)
+        await put_callback(client, partner, kind, status=201)
     seen = []
     for offset in range(3):
         response = await client.get(
@@ -240,7 +224,7 @@ async def test_list_pages_of_one(client: TestClient, partner: str) -> None:
 
 async def test_list_limit_100(client: TestClient, partner: str) -> None:
     for kind in (1, 2, 3):
-        await put_callback(client, partner, kind)
+        await put_callback(client, partner, kind, status=201)
     page = await (await client.get(f"/partners/{partner}/callbacks?limit=100", headers=READ)).json()
     assert (len(page["items"]), page["limit"], page["total"]) == (3, 100, 3)
 
@@ -248,8 +232,8 @@ async def test_list_limit_100(client: TestClient, partner: str) -> None:
 async def test_list_offset_beyond_total_is_empty_with_the_total(
     client: TestClient, partner: str
 ) -> None:
-    await put_callback(client, partner, 1)
-    await put_callback(client, partner, 2)
+    await put_callback(client, partner, 1, status=201)
+    await put_callback(client, partner, 2, status=201)
     response = await client.get(f"/partners/{partner}/callbacks?offset=2", headers=READ)
     assert await response.json() == {"items": [], "offset": 2, "limit": 20, "total": 2}
     response = await client.get(f"/partners/{partner}/callbacks?offset=50", headers=READ)
@@ -269,7 +253,7 @@ async def test_list_for_unknown_partner_is_404(client: TestClient) -> None:
 
 
 async def test_get_one_callback(client: TestClient, partner: str) -> None:
-    created = await put_callback(client, partner, 2, description="notes")
+    created = await put_callback(client, partner, 2, description="notes", status=201)
     response = await client.get(f"/partners/{partner}/callbacks/2", headers=READ)
     assert response.status == 200
     created.pop("signingSecret")
@@ -277,7 +261,7 @@ async def test_get_one_callback(client: TestClient, partner: str) -> None:
 
 
 async def test_get_missing_callback_is_404(client: TestClient, partner: str) -> None:
-    await put_callback(client, partner, 1)
+    await put_callback(client, partner, 1, status=201)
     response = await client.get(f"/partners/{partner}/callbacks/2", headers=READ)
     assert (await problem(response, 404))["detail"] == "callback not found"
     unknown = await client.get(f"/partners/{uuid.uuid4()}/callbacks/1", headers=READ)
@@ -285,14 +269,14 @@ async def test_get_missing_callback_is_404(client: TestClient, partner: str) -> 
 
 
 async def test_secret_is_the_one_given_on_create(client: TestClient, partner: str) -> None:
-    created = await put_callback(client, partner, 1)
+    created = await put_callback(client, partner, 1, status=201)
     response = await client.get(f"/partners/{partner}/callbacks/1/secret", headers=WRITE)
     assert response.status == 200
     assert await response.json() == {"signingSecret": created["signingSecret"]}
 
 
 async def test_secret_needs_callbacks_write(client: TestClient, partner: str) -> None:
-    await put_callback(client, partner, 1)
+    await put_callback(client, partner, 1, status=201)
     response = await client.get(f"/partners/{partner}/callbacks/1/secret", headers=READ)
     body = await problem(response, 403)
     assert "callbacks:write" in body["detail"]
@@ -301,6 +285,18 @@ async def test_secret_needs_callbacks_write(client: TestClient, partner: str) ->
 async def test_secret_of_missing_callback_is_404(client: TestClient, partner: str) -> None:
     response = await client.get(f"/partners/{partner}/callbacks/1/secret", headers=WRITE)
     assert (await problem(response, 404))["detail"] == "callback not found"
+
+
+async def test_rotation_needs_callbacks_write(client: TestClient, partner: str) -> None:
+    await put_callback(client, partner, 1, "https://broker.example/hook")
+    path = f"/partners/{partner}/callbacks/1/secret/rotate"
+
+    assert (await client.post(path, headers=auth("callbacks:read"))).status == 403
+    assert (
+        await client.post(
+            f"/partners/{partner}/callbacks/2/secret/rotate", headers=auth("callbacks:write")
+        )
+    ).status == 404
 
 
 # Partner isolation: a token bound to partner A never touches partner B.
@@ -365,9 +361,8 @@ class Tenant:
 
 async def tenant(client: TestClient, name: str) -> Tenant:
     """A partner with a callback for type 1 and one queued notification."""
-    response = await client.post("/partners", json={"name": name}, headers=ADMIN)
-    partner = (await response.json())["partnerUniqueId"]
-    await put_callback(client, partner, 1, url=f"https://{name.lower()}.example/hook")
+    partner = await create_partner(client, name)
+    await put_callback(client, partner, 1, url=f"https://{name.lower()}.example/hook", status=201)
     echo = await client.post(
         f"/partners/{partner}/callbacks/1/echo", json=workflow_change(), headers=ADMIN
     )

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 
 import sql
 from service.api.app import create_app
-from tests.conftest import make_settings
 from tests.support import postgres
+from tests.support.settings import make_settings
 
 VERSIONS = [migration.version for migration in sql.load_migrations()]
 

@@ -25,10 +25,11 @@ from yarl import URL
 
 from service.core.logs import ConsoleFormatter, JsonFormatter
 from service.core.signing import secret_key
-from tests.conftest import JWT_SECRET, auth, token
+from tests.support.api import create_partner, problem, put_callback
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, status
 from tests.support.state import Digest, changed_tables, digests
+from tests.support.tokens import JWT_SECRET, auth, token
 
 LIMIT = 256 * 1024
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -166,10 +167,7 @@ BAD_JSON = [
 @pytest.fixture
 async def registered(client: TestClient, partner: str) -> str:
     """A partner with a callback for type 1 (nothing delivers: ``client`` has no dispatcher)."""
-    response = await client.put(
-        f"/partners/{partner}/callbacks/1", json={"url": HOOK}, headers=auth("callbacks:write")
-    )
-    assert response.status == 201
+    await put_callback(client, partner, 1, HOOK, status=201)
     return partner
 
 
@@ -178,15 +176,6 @@ async def digest(database: str) -> AsyncIterator[Digest]:
     """Snapshots of every table of the test database, on one connection."""
     async with digests(database) as take:
         yield take
-
-
-async def assert_problem(response: ClientResponse, status: int) -> None:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/problem+json"
-    body = await response.json(content_type=None)
-    assert body["status"] == status
-    assert body["type"].startswith("https://")
-    assert body["title"] and body["detail"]
 
 
 async def assert_healthy(client: TestClient, partner: str) -> None:
@@ -220,7 +209,7 @@ async def assert_refused(
 ) -> None:
     before = await digest()
     response = await send(client, target, partner, data, headers or {})
-    await assert_problem(response, status)
+    await problem(response, status)
     assert changed_tables(before, await digest()) == []
     await assert_healthy(client, partner)
 
@@ -267,7 +256,7 @@ async def test_a_body_of_exactly_256_kib_is_not_refused_for_its_size(
         body = padded_to(target, LIMIT)
         assert len(body) == LIMIT
         response = await send(client, target, registered, body, JSON_TYPE)
-        await assert_problem(response, 400)
+        await problem(response, 400)
         errors = (await response.json(content_type=None))["errors"]
         assert [error["field"] for error in errors] == [STRING_FIELD[target]]
 
@@ -384,7 +373,7 @@ async def assert_path_refused(
     body = echo_payload() if path.endswith("/echo") else {"url": HOOK}
     response = await client.request(method, URL(path, encoded=True), json=body, headers=auth(scope))
     assert response.status in (400, 404), (method, path[:200], response.status)
-    await assert_problem(response, response.status)
+    await problem(response, response.status)
     assert changed_tables(before, await digest()) == []
     return response.status
 
@@ -426,7 +415,7 @@ async def test_hostile_query_strings_are_400(client: TestClient, registered: str
     ):
         path = f"/partners/{registered}/callbacks?{query}"
         response = await client.get(URL(path, encoded=True), headers=auth("callbacks:read"))
-        await assert_problem(response, 400)
+        await problem(response, 400)
 
 
 async def test_a_10_kb_path_is_a_clean_4xx(
@@ -475,11 +464,9 @@ async def test_the_signing_secret_never_appears_in_logs_errors_or_the_delivery_l
     caplog.set_level(logging.DEBUG)
     api = client_with_dispatcher
     receiver.responses = [status(500, body="try again")]
-    created = await api.post("/partners", json={"name": "Secretive"}, headers=auth())
-    partner = (await created.json())["partnerUniqueId"]
+    partner = await create_partner(api, "Secretive")
     base = f"/partners/{partner}/callbacks/1"
-    registered = await api.put(base, json={"url": receiver.url}, headers=auth("callbacks:write"))
-    first_secret = (await registered.json())["signingSecret"]
+    first_secret = (await put_callback(api, partner, 1, receiver.url))["signingSecret"]
     rotated = await api.post(f"{base}/secret/rotate", headers=auth("callbacks:write"))
     second_secret = (await rotated.json())["signingSecret"]
     secrets = secret_forms(first_secret) | secret_forms(second_secret)

@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 
 from service.api.app import create_app
-from tests.conftest import auth, make_settings
 from tests.support.polling import eventually
+from tests.support.settings import make_settings
 from tests.support.state import Digest, changed_tables, digests
 from tests.support.tokens import (
+    auth,
     b64url,
     bearer,
     claims,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
+from tests.support.tokens import auth
 
 
 async def _metrics(client: TestClient) -> str:

@@ -77,7 +77,21 @@ async def test_each_echo_path_documents_the_body_of_its_own_type(client: TestCli
         path = ECHO[1].replace("{notificationTypeID}", str(type_id))
         operation = document["paths"][path]["post"]
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
-        assert schema == {"$ref": f"#/components/schemas/{model.__name__}"}
+        variants = [f"{model.__name__}ByProcess", f"{model.__name__}BySimulation"]
+        assert schema == {"oneOf": [{"$ref": f"#/components/schemas/{v}"} for v in variants]}
+        for variant, subject, other in zip(
+            variants,
+            ["processUniqueId", "simulationUniqueId"],
+            ["simulationUniqueId", "processUniqueId"],
+            strict=True,
+        ):
+            whole = document["components"]["schemas"][variant]
+            assert subject in whole["required"] and other not in whole["properties"]
+            assert whole["additionalProperties"] is False
+            # every field of the type is there: a generated client loses none of them
+            assert set(whole["properties"]) | {other} == set(
+                model.model_json_schema(by_alias=True)["properties"]
+            )
         assert [p["name"] for p in operation["parameters"] if p["in"] == "path"] == [
             "partnerUniqueID"
         ]

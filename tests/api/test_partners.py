@@ -9,32 +9,17 @@ from typing import Any
 import asyncpg
 import jsonschema
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
+from tests.support.api import create_partner, post_partner, problem
+from tests.support.tokens import auth
 
 ADMIN = auth("partners:admin")
 
 
-async def problem(response: ClientResponse, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/problem+json"
-    body: dict[str, Any] = await response.json(content_type=None)
-    assert body["status"] == status
-    return body
-
-
-async def create_partner(client: TestClient, name: str = "Acme", **extra: Any) -> dict[str, Any]:
-    response = await client.post("/partners", json={"name": name, **extra}, headers=ADMIN)
-    assert response.status == 201, await response.text()
-    body: dict[str, Any] = await response.json()
-    return body
-
-
 async def test_create_partner_assigns_an_id(client: TestClient) -> None:
     before = datetime.now(UTC)
-    created = await create_partner(client, "Acme Brokers")
+    created = await post_partner(client, "Acme Brokers")
     assert set(created) == {"partnerUniqueId", "name", "createdAt"}
     assert created["name"] == "Acme Brokers"
     uuid.UUID(created["partnerUniqueId"])
@@ -45,7 +30,7 @@ async def test_create_partner_assigns_an_id(client: TestClient) -> None:
 
 async def test_create_partner_with_its_own_id(client: TestClient) -> None:
     chosen = str(uuid.uuid4())
-    created = await create_partner(client, "Chosen", partnerUniqueId=chosen)
+    created = await post_partner(client, "Chosen", partnerUniqueId=chosen)
     assert created["partnerUniqueId"] == chosen
     fetched = await client.get(f"/partners/{chosen}", headers=ADMIN)
     assert fetched.status == 200
@@ -53,13 +38,13 @@ async def test_create_partner_with_its_own_id(client: TestClient) -> None:
 
 
 async def test_name_of_200_characters_is_accepted(client: TestClient) -> None:
-    created = await create_partner(client, "n" * 200)
+    created = await post_partner(client, "n" * 200)
     assert created["name"] == "n" * 200
 
 
 async def test_duplicate_id_is_409_and_keeps_the_first(client: TestClient) -> None:
     chosen = str(uuid.uuid4())
-    await create_partner(client, "First", partnerUniqueId=chosen)
+    await post_partner(client, "First", partnerUniqueId=chosen)
     again = await client.post(
         "/partners", json={"name": "Second", "partnerUniqueId": chosen}, headers=ADMIN
     )
@@ -103,7 +88,7 @@ async def test_get_partner_with_malformed_id_is_400(client: TestClient) -> None:
 
 
 async def test_list_partners_in_creation_order(client: TestClient) -> None:
-    created = [await create_partner(client, f"Partner {i}") for i in range(3)]
+    created = [await post_partner(client, f"Partner {i}") for i in range(3)]
     response = await client.get("/partners", headers=ADMIN)
     assert response.status == 200
     page = await response.json()
@@ -112,7 +97,7 @@ async def test_list_partners_in_creation_order(client: TestClient) -> None:
 
 
 async def test_partner_pages_of_one_cover_every_partner_once(client: TestClient) -> None:
-    created = [(await create_partner(client, f"P{i}"))["partnerUniqueId"] for i in range(3)]
+    created = [await create_partner(client, f"P{i}") for i in range(3)]
     seen = []
     for offset in range(3):
         response = await client.get(f"/partners?limit=1&offset={offset}", headers=ADMIN)
@@ -125,14 +110,14 @@ async def test_partner_pages_of_one_cover_every_partner_once(client: TestClient)
 
 async def test_limit_100_returns_everything_up_to_100(client: TestClient) -> None:
     for i in range(3):
-        await create_partner(client, f"P{i}")
+        await post_partner(client, f"P{i}")
     page = await (await client.get("/partners?limit=100", headers=ADMIN)).json()
     assert (len(page["items"]), page["limit"], page["total"]) == (3, 100, 3)
 
 
 async def test_offset_beyond_total_is_an_empty_page_with_the_total(client: TestClient) -> None:
     for i in range(2):
-        await create_partner(client, f"P{i}")
+        await post_partner(client, f"P{i}")
     response = await client.get("/partners?offset=5&limit=10", headers=ADMIN)
     assert response.status == 200
     assert await response.json() == {"items": [], "offset": 5, "limit": 10, "total": 2}
@@ -146,8 +131,8 @@ async def test_empty_partner_list(client: TestClient) -> None:
 async def test_delete_partner_removes_it_and_its_callbacks(
     client: TestClient, database: str
 ) -> None:
-    partner = (await create_partner(client))["partnerUniqueId"]
-    other = (await create_partner(client, "Other"))["partnerUniqueId"]
+    partner = await create_partner(client)
+    other = await create_partner(client, "Other")
     for owner in (partner, other):
         for kind in (1, 2):
             put = await client.put(
@@ -176,7 +161,7 @@ async def test_delete_unknown_partner_is_404(client: TestClient) -> None:
 
 
 async def test_delete_partner_twice_is_404_the_second_time(client: TestClient) -> None:
-    partner = (await create_partner(client))["partnerUniqueId"]
+    partner = await create_partner(client)
     assert (await client.delete(f"/partners/{partner}", headers=ADMIN)).status == 204
     assert (await client.delete(f"/partners/{partner}", headers=ADMIN)).status == 404
 

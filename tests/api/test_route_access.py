@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from service.api.routes import ROUTES, Route
 from service.api.tokens import SCOPES, Scope
-from tests.conftest import auth
+from tests.support.tokens import auth
 
 # The only routes any valid token may call, whatever its scopes: changing this set is a
 # decision about access, not a detail.

@@ -4,10 +4,12 @@ The API runs in a thread of its own (schemathesis calls it with blocking ``reque
 database. The document is generated once at import (``test_the_schema_is_the_served_one`` checks
 it is byte for byte what ``/openapi.json`` serves: pytest 9.2 broke schemathesis' lazy fixture
 loader, so it cannot be fetched from the live server at collection time). Every operation gets
-the examples, coverage and fuzzing phases, positive and negative data, with an admin token.
-Checks: no 5xx; status codes, content types, headers and bodies as the document says;
-authentication enforced; and no request answered with a 4xx changed a row of any table (each
-call is bracketed by a digest of the whole database).
+the examples, coverage and fuzzing phases, positive and negative data, with an admin token, and
+``test_linked_calls_keep_the_contract`` runs the stateful phase over the document's links.
+Checks: every check schemathesis has (no 5xx; status codes, content types, headers and bodies
+as the document says; positive data accepted, negative rejected; authentication enforced; use
+after free...), and no request answered with a 4xx changed a row of any table (each call is
+bracketed by a digest of the whole database).
 
 Bounded for ``make test`` (a minute or two); ``make fuzz`` sets ``CALLBACKHUB_FUZZ_EXAMPLES``
 (fuzzed examples per operation) higher, with a fresh seed; ``CALLBACKHUB_FUZZ_SEED`` replays one.
@@ -27,22 +29,25 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
+import hypothesis
 import hypothesis.strategies as st
 import pytest
 import requests
 import schemathesis
 from aiohttp import web
 from schemathesis import Case
+from schemathesis.checks import CHECKS as CHECKS_REGISTRY
+from schemathesis.checks import load_all_checks
 from schemathesis.core.failures import FailureGroup
 
 from service.api.app import create_app
 from service.api.openapi import openapi_document
-from service.core.notification_types import NOTIFICATION_TYPES
 from service.core.runtime import package_version
 from service.core.settings import Settings
-from tests.conftest import make_settings, token
 from tests.support import postgres
+from tests.support.settings import make_settings
 from tests.support.state import changed_tables, snapshot
+from tests.support.tokens import token
 
 T = TypeVar("T")
 DEFAULT_EXAMPLES = 100
@@ -55,15 +60,16 @@ SEED = int(
 )
 SEEDED_PARTNER = "5e2b6a4e-8a4c-4a39-9c51-0d2a0f6a9c11"
 HOOK = "https://example.com/hook"
-CHECKS = [
-    schemathesis.checks.not_a_server_error,
-    schemathesis.checks.status_code_conformance,
-    schemathesis.checks.content_type_conformance,
-    schemathesis.checks.response_schema_conformance,
-    schemathesis.checks.response_headers_conformance,
-    schemathesis.checks.negative_data_rejection,
-    schemathesis.checks.ignored_auth,
-]
+STATEFUL_EXAMPLES = max(25, EXAMPLES // 4)  # scenarios of linked calls
+
+
+def every_check() -> list[Any]:
+    """Every check schemathesis has (its own ``--checks all``), so a new one cannot be missed."""
+    load_all_checks()
+    return [CHECKS_REGISTRY.get_one(name) for name in CHECKS_REGISTRY.get_all_names()]
+
+
+CHECKS = every_check()
 
 
 @dataclass
@@ -208,7 +214,8 @@ CONFIG = schemathesis.Config.from_dict(
             "max-examples": EXAMPLES,
             "database": "none",
         },
-        "phases": {"stateful": {"enabled": False}},
+        # The stateful phase runs as test_linked_calls_keep_the_contract, below.
+        "phases": {"stateful": {"enabled": True, "max-steps": 8}},
         "auth": {"openapi": {"bearer": {"bearer": TOKEN}}},
         "request-timeout": 30,
     }
@@ -228,22 +235,6 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
         if _is_uuid(seeded.get(name)):
             seeded[name] = value
     return st.sampled_from([path_parameters, seeded])
-
-
-# Echo's body is any of the three payloads, but the path names one type: a body that plainly
-# belongs to a type is sent to that type when the path already names a valid one (a negated path
-# stays negated), so positive cases get past validation to storage.
-ECHO_TYPE_BY_FIELD = {"statusId": 1, "noteUniqueId": 2, "documentUniqueId": 3}
-
-
-@schema.hook
-def map_case(context: Any, case: Case) -> Case:
-    if not case.operation.path.endswith("/echo") or not isinstance(case.body, dict):
-        return case
-    wanted = next((t for name, t in ECHO_TYPE_BY_FIELD.items() if name in case.body), None)
-    if wanted is not None and case.path_parameters.get("notificationTypeID") in NOTIFICATION_TYPES:
-        case.path_parameters["notificationTypeID"] = wanted
-    return case
 
 
 def test_the_schema_is_the_served_one(live_api: LiveApi) -> None:
@@ -273,3 +264,35 @@ def test_the_api_keeps_its_contract(case: Case, live_api: LiveApi) -> None:
     except AssertionError:
         live_api.stats.failures[label].add(f"a {response.status_code} changed {changed}")
         raise
+
+
+def test_linked_calls_keep_the_contract(live_api: LiveApi) -> None:
+    """The stateful phase: scenarios that follow the document's links (create a partner, then
+    register a callback for it, echo to it, read the notification, redeliver it...), so the
+    operations that take ids are called with real ones, under every check."""
+
+    class LinkedCalls(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            return {"base_url": live_api.base_url, "session": live_api.session}
+
+        def validate_response(
+            self, response: Any, case: Case, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            label = f"stateful {case.operation.label}"
+            live_api.stats.statuses[label][response.status_code] += 1
+            try:
+                case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+            except FailureGroup as group:
+                live_api.stats.failures[label] |= {f.title for f in group.exceptions}
+                raise
+
+    LinkedCalls.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
+            derandomize=EXAMPLES <= DEFAULT_EXAMPLES,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )

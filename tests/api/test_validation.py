@@ -8,37 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
+from tests.support.api import create_partner, problem, validation_problem
+from tests.support.tokens import auth
 
 ADMIN = auth("partners:admin")
 LIMIT = 256 * 1024
-
-
-async def problem(response: ClientResponse, status: int) -> dict[str, Any]:
-    """The problem body, after checking the RFC 9457 shape every error response has."""
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/problem+json"
-    body: dict[str, Any] = await response.json(content_type=None)
-    assert {"type", "title", "status", "detail"} <= set(body)
-    assert body["status"] == status
-    assert body["type"].startswith("https://")
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
-
-
-async def validation_problem(response: ClientResponse) -> dict[str, str]:
-    """A 400 with an ``errors`` list of ``{field, message}``; returns messages by field."""
-    body = await problem(response, 400)
-    errors = body["errors"]
-    assert isinstance(errors, list) and errors
-    for error in errors:
-        assert set(error) == {"field", "message"}
-        assert isinstance(error["message"], str) and error["message"]
-    return {error["field"]: error["message"] for error in errors}
 
 
 async def callback_count(client: TestClient, partner: str) -> int:
@@ -298,8 +274,8 @@ async def test_partner_body_limits_apply_too(client: TestClient) -> None:
 
 async def list_paths(client: TestClient) -> list[str]:
     """The two paginated lists: partners, and one partner's callbacks."""
-    created = await client.post("/partners", json={"name": "Paged"}, headers=ADMIN)
-    return ["/partners", f"/partners/{(await created.json())['partnerUniqueId']}/callbacks"]
+    partner = await create_partner(client, "Paged")
+    return ["/partners", f"/partners/{partner}/callbacks"]
 
 
 @pytest.mark.parametrize(

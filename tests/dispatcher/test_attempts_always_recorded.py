@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.core.settings import Settings
-from tests.dispatcher.scenario import create_partner, emit, payload, put_callback, settled
+from tests.support.api import create_partner, emit, payload, put_callback, settled
 from tests.support.receiver import Receiver
 
 

@@ -18,8 +18,7 @@ from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
 from service.core.runtime import package_version
-from tests.conftest import auth
-from tests.dispatcher.scenario import (
+from tests.support.api import (
     FINAL,
     create_partner,
     emit,
@@ -31,6 +30,7 @@ from tests.dispatcher.scenario import (
 )
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, hang, status
+from tests.support.tokens import auth
 
 # What the partner receives.
 

@@ -11,8 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import auth
-from tests.dispatcher.scenario import (
+from tests.support.api import (
     create_partner,
     emit,
     log_page,
@@ -22,6 +21,7 @@ from tests.dispatcher.scenario import (
     settled,
 )
 from tests.support.receiver import Receiver, Responder, status
+from tests.support.tokens import auth
 
 
 def _redeliver_path(partner: str, notification_id: str) -> str:

@@ -24,11 +24,11 @@ from aiohttp.test_utils import TestClient
 
 from dispatcher.sender import RESPONSE_BODY_LIMIT
 from dispatcher.worker import Dispatcher
-from tests.conftest import make_settings
-from tests.dispatcher.scenario import emit, notification, payload, put_callback, settled
+from tests.support.api import emit, notification, payload, put_callback, settled
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, status
 from tests.support.scripted_dns import ScriptedDns
+from tests.support.settings import make_settings
 
 StartDispatcher = Callable[..., Awaitable[Dispatcher]]
 

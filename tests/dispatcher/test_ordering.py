@@ -13,8 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
-from tests.dispatcher.scenario import (
+from tests.support.api import (
     create_partner,
     emit,
     get_callback,
@@ -26,6 +25,7 @@ from tests.dispatcher.scenario import (
 )
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Responder, status
+from tests.support.tokens import auth
 
 
 class FlakyPartner(Receiver):

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 from dispatcher.retention import purge_once
 from service.api.app_keys import POOL
 from service.core.settings import Settings
-from tests.conftest import auth
+from tests.support.api import emit, put_callback
 
 NOTE = {
     "processUniqueId": "8e6a1a8c-56b6-4b0e-9d3a-3f0c2f0e9d11",
@@ -19,23 +19,13 @@ NOTE = {
 }
 
 
-async def _emit(client: TestClient, partner: str) -> str:
-    response = await client.post(
-        f"/partners/{partner}/callbacks/2/echo", json=NOTE, headers=auth("notifications:emit")
-    )
-    assert response.status == 202
-    return str((await response.json())["notificationId"])
-
-
 async def test_purges_only_old_finished_notifications(
     client: TestClient, partner: str, database: str, settings: Settings
 ) -> None:
-    await client.put(
-        f"/partners/{partner}/callbacks/2",
-        json={"url": "https://example.com/hook"},
-        headers=auth("callbacks:write"),
-    )
-    old_delivered, old_failed, recent, pending = [await _emit(client, partner) for _ in range(4)]
+    await put_callback(client, partner, 2, "https://example.com/hook")
+    old_delivered, old_failed, recent, pending = [
+        await emit(client, partner, 2, NOTE) for _ in range(4)
+    ]
     connection = await asyncpg.connect(database)
     try:
         await connection.execute(

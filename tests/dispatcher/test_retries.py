@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.dispatcher.scenario import (
+from tests.support.api import (
     create_partner,
     emit,
     get_callback,

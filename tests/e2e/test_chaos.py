@@ -22,8 +22,6 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.conftest import auth
-from tests.e2e.conftest import Fleet
 from tests.support import processes
 from tests.support.chaos import (
     SLOW_BODY,
@@ -46,8 +44,10 @@ from tests.support.chaos import (
     reset_connection,
     settled,
 )
+from tests.support.fleet import Fleet
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, hang, status
+from tests.support.tokens import auth
 
 FULL = pytest.mark.skipif(
     not os.environ.get("CALLBACKHUB_CHAOS_FULL"), reason="full size runs with `make chaos`"

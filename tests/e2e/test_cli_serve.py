@@ -22,8 +22,8 @@ import jwt
 import pytest
 
 import sql
-from tests.e2e.conftest import Fleet
 from tests.support import postgres
+from tests.support.fleet import Fleet
 from tests.support.polling import eventually
 from tests.support.processes import callbackhub_env, free_port, serve
 

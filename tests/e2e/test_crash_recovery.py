@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from tests.e2e.conftest import ControlledDatabase, Fleet
 from tests.support import processes
 from tests.support.chaos import (
     Emitter,
@@ -34,6 +33,7 @@ from tests.support.chaos import (
     register,
 )
 from tests.support.controlled_postgres import StopMode
+from tests.support.fleet import ControlledDatabase, Fleet
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver
 

@@ -13,8 +13,8 @@ import uvloop
 from standardwebhooks import Webhook
 
 from service.core.runtime import loop_factory
-from tests.e2e.conftest import Fleet
 from tests.support import processes
+from tests.support.fleet import Fleet
 from tests.support.tokens import bearer, claims, hs256
 
 

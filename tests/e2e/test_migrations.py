@@ -12,8 +12,8 @@ import pytest
 
 import sql
 from service.core.migrations import MIGRATION_LOCK_ID, migrate
-from tests.e2e.conftest import Fleet
 from tests.support import postgres
+from tests.support.fleet import Fleet
 from tests.support.polling import eventually
 from tests.support.processes import callbackhub_env, serve
 from tests.support.schema import SCHEMA_FILE, migrated_schema

@@ -12,11 +12,12 @@ from collections import defaultdict
 import aiohttp
 from aiohttp import web
 
-from tests.conftest import auth
-from tests.e2e.conftest import Fleet
 from tests.support import processes
+from tests.support.api import create_partner, put_callback
+from tests.support.fleet import Fleet
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver
+from tests.support.tokens import auth
 
 SUBJECTS = 20
 PER_SUBJECT = 25
@@ -43,20 +44,6 @@ async def _emit_subject(
             accepted.append((await response.json())["notificationId"])
 
 
-async def _register(api: str, receiver: Receiver) -> str:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{api}/partners", json={"name": "Ordered"}, headers=auth()) as r:
-            partner = str((await r.json())["partnerUniqueId"])
-        async with session.put(
-            f"{api}/partners/{partner}/callbacks/1",
-            json={"url": receiver.url},
-            headers=auth("callbacks:write"),
-        ) as response:
-            assert response.status == 201
-            assert (await response.json())["orderedDelivery"] is True
-    return partner
-
-
 def _first_receipts(receiver: Receiver) -> list[str]:
     seen: dict[str, None] = {}
     for received in receiver.received:
@@ -71,7 +58,10 @@ async def test_kill_9_in_the_middle_keeps_the_order(database: str, fleet: Fleet)
     env = processes.callbackhub_env(database, fleet.logs / "data", max_per_callback="64")
     server = fleet.add(processes.serve("serve", env, fleet.logs))
     await processes.start(server)
-    partner = await _register(server.url, receiver)
+    async with aiohttp.ClientSession(base_url=server.url) as api:
+        partner = await create_partner(api, "Ordered")
+        callback = await put_callback(api, partner, 1, receiver.url, status=201)
+    assert callback["orderedDelivery"] is True
 
     accepted: dict[str, list[str]] = defaultdict(list)
     url = f"{server.url}/partners/{partner}/callbacks/1/echo"

@@ -14,10 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import auth
-from tests.e2e.conftest import Fleet
 from tests.support import postgres
+from tests.support.fleet import Fleet
 from tests.support.processes import Process, callbackhub_env, dispatcher, free_port, serve
+from tests.support.tokens import auth
 
 
 @pytest.fixture

@@ -26,10 +26,11 @@ from typing import Any, Protocol
 import aiohttp
 import asyncpg
 
-from tests.conftest import auth
+from tests.support.api import create_partner, put_callback
 from tests.support.polling import eventually
 from tests.support.processes import Process
 from tests.support.receiver import Received
+from tests.support.tokens import auth
 
 
 class Listening(Protocol):
@@ -55,19 +56,10 @@ async def register(
 ) -> list[Target]:
     """A partner per receiver, each with a callback for ``notification_type``."""
     targets = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(base_url=api) as session:
         for receiver in receivers:
-            async with session.post(
-                f"{api}/partners", json={"name": "Chaos Partner"}, headers=auth()
-            ) as response:
-                assert response.status == 201, await response.text()
-                partner_id = (await response.json())["partnerUniqueId"]
-            async with session.put(
-                f"{api}/partners/{partner_id}/callbacks/{notification_type}",
-                json={"url": receiver.url},
-                headers=auth("callbacks:write"),
-            ) as response:
-                assert response.status == 201, await response.text()
+            partner_id = await create_partner(session, "Chaos Partner")
+            await put_callback(session, partner_id, notification_type, receiver.url, status=201)
             targets.append(Target(partner_id, notification_type, receiver))
     return targets
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import JWT_SECRET
+from tests.support.tokens import JWT_SECRET
 
 READY_TIMEOUT = 30.0
 
@@ -66,6 +66,7 @@ class Process:
     env: dict[str, str]
     log_path: Path
     port: int | None = None
+    cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -87,6 +88,7 @@ class Process:
             log.flush()
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "service", *self.args],
+                cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -1,4 +1,5 @@
-"""Tokens for the auth tests: signed with any key, or crafted by hand byte by byte."""
+"""Tokens: the suite's own (``token``, ``auth``), and for the auth tests tokens signed with any
+key or crafted by hand byte by byte."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from typing import Any
 
 import jwt
@@ -14,7 +16,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from tests.conftest import JWT_SECRET
+from service.api.tokens import mint_token
+from service.core.settings import Settings
+
+JWT_SECRET = "test-secret-with-enough-entropy-for-hs256-0123456789"
+
+
+def token(
+    scopes: str = "partners:admin", partner: uuid.UUID | str | None = None, ttl: int = 600
+) -> str:
+    """A token of the suite's HS256 secret with these scopes, bound to ``partner`` if given."""
+    settings = Settings(jwt_secret=JWT_SECRET)
+    partner_id = uuid.UUID(str(partner)) if partner else None
+    return mint_token(settings, scopes.split(), partner_id, ttl)
+
+
+def auth(scopes: str = "partners:admin", partner: uuid.UUID | str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(scopes, partner)}"}
 
 
 def b64url(data: bytes) -> str:

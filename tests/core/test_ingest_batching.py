@@ -18,7 +18,7 @@ from service.core.notifications import NewNotification, NotificationWriter
 from service.core.partners import create_partner
 from service.core.schemas import CallbackUpdate
 from service.core.settings import Settings
-from tests.dispatcher.scenario import payload
+from tests.support.api import payload
 
 
 @pytest.fixture

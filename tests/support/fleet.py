@@ -1,29 +1,17 @@
-"""Fixtures of the process-level tests: the processes and receivers a test starts (all ended
-when it ends, their logs shown when it fails) and a PostgreSQL the test may stop."""
+"""What a process-level test starts: its fleet of processes, receivers, partners and emitters
+(all ended when the test ends), and a PostgreSQL server of its own that it may stop. The
+fixtures handing them out are in ``tests.support.e2e_fixtures``."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import asyncpg
-import pytest
-
 from tests.support.chaos import Emitter
 from tests.support.controlled_postgres import ControlledPostgres
-from tests.support.postgres import with_database
 from tests.support.processes import Process
 from tests.support.receiver import Receiver
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"report_{report.when}", report)
 
 
 class Startable(Protocol):
@@ -68,36 +56,7 @@ class Fleet:
         return "\n".join(f"=== {p.name} ===\n{p.log_tail(60)}" for p in self.processes)
 
 
-@pytest.fixture
-async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
-    started = Fleet(tmp_path)
-    yield started
-    for emitter in started.emitters:
-        await emitter.abort()
-    for process in started.processes:
-        process.kill()
-    for receiver in [*started.receivers, *started.partners]:
-        await receiver.stop()
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        print(started.log_tails())
-
-
 @dataclass
 class ControlledDatabase:
     server: ControlledPostgres
     dsn: str
-
-
-@pytest.fixture
-async def controlled_database() -> AsyncIterator[ControlledDatabase]:
-    """An empty database on a PostgreSQL server of this test's own, which it may stop."""
-    folder = Path("/tmp") / f"cbh-cpg-{uuid.uuid4().hex[:8]}"  # short: socket path limit
-    server = ControlledPostgres(folder)
-    admin = await asyncpg.connect(server.dsn)
-    try:
-        await admin.execute('CREATE DATABASE "callbackhub"')
-    finally:
-        await admin.close()
-    yield ControlledDatabase(server, with_database(server.dsn, "callbackhub"))
-    server.destroy()

@@ -8,12 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from service.core.schemas import EchoAccepted
-from tests.conftest import auth
-from tests.dispatcher.scenario import (
+from tests.support.api import (
     JSON,
     create_partner,
     emit,
@@ -21,18 +19,12 @@ from tests.dispatcher.scenario import (
     payload,
     post_echo,
     put_callback,
-    settled,
+    validation_problem,
 )
-from tests.support.receiver import Receiver
+from tests.support.tokens import auth
 
 TYPES = (1, 2, 3)
 SUBJECTS = {"processUniqueId", "simulationUniqueId"}
-
-
-async def _problem_fields(response: ClientResponse) -> set[str]:
-    body = await response.json()
-    assert body["status"] == 400
-    return {error["field"] for error in body["errors"]}
 
 
 @pytest.fixture
@@ -88,7 +80,7 @@ async def test_both_subject_ids_are_refused_naming_both(
 
     assert response.status == 400
     assert response.content_type == "application/problem+json"
-    assert await _problem_fields(response) >= SUBJECTS
+    assert set(await validation_problem(response)) >= SUBJECTS
     assert (await log_page(client, registered))["total"] == 0
 
 
@@ -102,7 +94,7 @@ async def test_neither_subject_id_is_refused_naming_both(
     response = await post_echo(client, registered, notification_type, body)
 
     assert response.status == 400
-    assert await _problem_fields(response) >= SUBJECTS
+    assert set(await validation_problem(response)) >= SUBJECTS
     assert (await log_page(client, registered))["total"] == 0
 
 
@@ -131,7 +123,7 @@ async def test_invalid_fields_are_named(
     )
 
     assert response.status == 400
-    assert field in await _problem_fields(response)
+    assert field in set(await validation_problem(response))
 
 
 @pytest.mark.parametrize(
@@ -147,7 +139,7 @@ async def test_missing_required_field_is_named(
     response = await post_echo(client, registered, notification_type, body)
 
     assert response.status == 400
-    assert missing in await _problem_fields(response)
+    assert missing in set(await validation_problem(response))
 
 
 async def test_optional_fields_may_be_left_out(client: TestClient, registered: str) -> None:
@@ -222,26 +214,6 @@ async def test_the_limit_is_256_kib_exactly(
 
 
 # Idempotency-Key.
-
-
-async def test_repeated_key_returns_the_first_answer_and_delivers_once(
-    client_with_dispatcher: TestClient, receiver: Receiver
-) -> None:
-    client = client_with_dispatcher
-    partner = await create_partner(client)
-    await put_callback(client, partner, 2, receiver.url)
-    body = json.dumps(payload(2)).encode()
-
-    first = await emit(client, partner, 2, body, key="order-42")
-    await settled(client, partner, first, "delivered")
-    again = await emit(client, partner, 2, body, key="order-42")
-    marker = await emit(client, partner, 2, payload(2))  # delivered after any second copy
-    await settled(client, partner, marker, "delivered")
-
-    assert again == first
-    ids = [request.headers["webhook-id"] for request in receiver.received]
-    assert ids.count(first) == 1
-    assert (await log_page(client, partner))["total"] == 2
 
 
 async def test_concurrent_repeats_of_a_key_queue_one(client: TestClient, registered: str) -> None:

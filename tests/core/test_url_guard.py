@@ -1,21 +1,17 @@
-"""The outbound URL guard: which addresses are refused, how tricky host spellings are read, and
-what registration answers. Nothing here connects anywhere: the guard is asked, never used."""
+"""The outbound URL guard: which addresses are refused and how tricky host spellings are read
+(what registration answers is in tests/api/test_callback_url_guard.py). Nothing here connects
+anywhere: the guard is asked, never used."""
 
 from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from service.api.app import create_app
 from service.core.egress import GuardedResolver, vetted_socket_factory
-from service.core.settings import Settings
 from service.core.url_guard import (
     BlockedAddress,
     UrlRejected,
@@ -24,17 +20,10 @@ from service.core.url_guard import (
     client_host,
     parse_numeric_ipv4,
 )
-from tests.conftest import auth, make_settings
 from tests.support.scripted_dns import ScriptedDns
 
 LOOPBACK_V4 = ip_network("127.0.0.0/8")
 FULLWIDTH_LOCALHOST = "".join(chr(ord(letter) + 0xFEE0) for letter in "localhost")
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """The guard as it runs in production: no network is exempt."""
-    return make_settings(tmp_path, allowed_networks=())
 
 
 # Addresses.
@@ -369,74 +358,3 @@ def test_the_socket_gate_opens_sockets_for_allowed_addresses() -> None:
 
     with open_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))) as sock:
         assert sock.family == socket.AF_INET
-
-
-# Registration through the API.
-
-Put = Callable[[str], Any]
-
-
-def _put(client: TestClient, partner: str) -> Put:
-    def put(url: str) -> Any:
-        return client.put(
-            f"/partners/{partner}/callbacks/1", json={"url": url}, headers=auth("callbacks:write")
-        )
-
-    return put
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1:8080/hook",
-        "http://localhost:8080/hook",
-        "http://LOCALHOST./hook",
-        "http://2130706433/hook",
-        "http://0x7f.1/hook",
-        "http://good.example@127.0.0.1/hook",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::ffff:10.0.0.1]/hook",
-        "https://[fd00::1]/hook",
-    ],
-)
-async def test_registration_refuses_blocked_destinations(
-    client: TestClient, partner: str, url: str
-) -> None:
-    response = await _put(client, partner)(url)
-
-    assert response.status == 400
-    assert response.content_type == "application/problem+json"
-    problem = await response.json()
-    [error] = problem["errors"]
-    assert error["field"] == "url"
-    assert "private or internal address" in error["message"]
-    listing = await client.get(f"/partners/{partner}/callbacks", headers=auth("callbacks:read"))
-    assert (await listing.json())["total"] == 0
-
-
-@pytest.mark.parametrize(
-    "url", ["https://8.8.8.8/hook", "https://[2001:4860:4860::8888]/hook", "https://x.invalid/h"]
-)
-async def test_registration_accepts_public_and_unresolvable_destinations(
-    client: TestClient, partner: str, url: str
-) -> None:
-    response = await _put(client, partner)(url)  # no dispatcher runs: nothing is contacted
-
-    assert response.status == 201, await response.text()
-
-
-async def test_require_https_refuses_plain_http(
-    aiohttp_client: Any, tmp_path: Path, database: str
-) -> None:
-    settings = make_settings(tmp_path, allowed_networks=(), require_https=True)
-    client = await aiohttp_client(create_app(settings, database))
-    partner = await client.post("/partners", json={"name": "Acme"}, headers=auth())
-    put = _put(client, str((await partner.json())["partnerUniqueId"]))
-
-    refused = await put("http://8.8.8.8/hook")
-    accepted = await put("https://8.8.8.8/hook")
-
-    assert refused.status == 400
-    [error] = (await refused.json())["errors"]
-    assert error == {"field": "url", "message": "must be an absolute https URL"}
-    assert accepted.status == 201

@@ -1,5 +1,8 @@
-"""Setting the scene for delivery tests through the public API: partners, callbacks, emissions,
-and reading the delivery log back."""
+"""Driving the API as its clients do: partners, callbacks, echoes, the delivery log, and the
+problem+json answers. One helper per action, shared by every test.
+
+Partners and callbacks are set up the same way in-process (an aiohttp ``TestClient``) and
+against a running ``callbackhub`` (an ``aiohttp.ClientSession`` with ``base_url``)."""
 
 from __future__ import annotations
 
@@ -7,14 +10,19 @@ import json
 import uuid
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
 from tests.support.polling import eventually
+from tests.support.tokens import auth
 
 JSON = {"Content-Type": "application/json"}
 FINAL = frozenset({"delivered", "failed", "cancelled"})
+
+Client = TestClient | aiohttp.ClientSession
+"""What a helper sends requests with: the in-process test client, or a session whose
+``base_url`` is a running server's."""
 
 
 def payload(notification_type: int, process: uuid.UUID | None = None, **fields: Any) -> dict:
@@ -47,22 +55,61 @@ def payload(notification_type: int, process: uuid.UUID | None = None, **fields: 
     return base | fields
 
 
-async def create_partner(client: TestClient, name: str = "Acme Brokers") -> str:
-    response = await client.post("/partners", json={"name": name}, headers=auth())
+async def problem(response: ClientResponse, status: int) -> dict[str, Any]:
+    """The problem body, after checking the RFC 9457 shape every error response has."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body: dict[str, Any] = await response.json(content_type=None)
+    assert {"type", "title", "status", "detail"} <= set(body)
+    assert body["status"] == status
+    assert body["type"].startswith("https://")
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+async def validation_problem(response: ClientResponse) -> dict[str, str]:
+    """A 400 with an ``errors`` list of ``{field, message}``; returns messages by field."""
+    body = await problem(response, 400)
+    errors = body["errors"]
+    assert isinstance(errors, list) and errors
+    for error in errors:
+        assert set(error) == {"field", "message"}
+        assert isinstance(error["message"], str) and error["message"]
+    return {error["field"]: error["message"] for error in errors}
+
+
+async def post_partner(client: Client, name: str = "Acme Brokers", **extra: Any) -> dict:
+    """Create a partner and expect 201; the body of the answer."""
+    response = await client.post("/partners", json={"name": name, **extra}, headers=auth())
     assert response.status == 201, await response.text()
-    return str((await response.json())["partnerUniqueId"])
+    body: dict = await response.json()
+    return body
+
+
+async def create_partner(client: Client, name: str = "Acme Brokers", **extra: Any) -> str:
+    """Create a partner; its partnerUniqueId."""
+    return str((await post_partner(client, name, **extra))["partnerUniqueId"])
 
 
 async def put_callback(
-    client: TestClient, partner: str, notification_type: int, url: str, **fields: Any
+    client: Client,
+    partner: str,
+    notification_type: int = 1,
+    url: str = "https://example.com/hook",
+    *,
+    status: int | None = None,
+    **fields: Any,
 ) -> dict:
-    """Create or update the callback; the body of the answer (with signingSecret if created)."""
+    """Callback Update; expects ``status`` (by default 200 or 201) and returns the body of the
+    answer (with signingSecret when created)."""
     response = await client.put(
         f"/partners/{partner}/callbacks/{notification_type}",
         json={"url": url, **fields},
         headers=auth("callbacks:write"),
     )
-    assert response.status in (200, 201), await response.text()
+    expected = (status,) if status is not None else (200, 201)
+    assert response.status in expected, await response.text()
     body: dict = await response.json()
     return body
 
