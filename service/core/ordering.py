@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import asyncpg
 
 import sql
-from service.core.changes import Change, ChangeKind
+from service.core.changes import Change, changes_from
 
 Q = sql.load_queries("ordering")
 
@@ -43,8 +43,4 @@ async def release_successors(
     connection: asyncpg.Connection, subjects: Iterable[Subject]
 ) -> list[Change]:
     """Let the next pending notification of each subject go; the releases made."""
-    rows = await connection.fetch(Q["release_successors"], *_columns(subjects))
-    return [
-        Change(ChangeKind.SUCCESSOR_RELEASED, row["callback_id"], row["notification_id"])
-        for row in rows
-    ]
+    return changes_from(await connection.fetch(Q["release_successors"], *_columns(subjects)))

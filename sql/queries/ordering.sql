@@ -14,4 +14,5 @@ SELECT lock_subjects_v1($1::bigint[], $2::uuid[]);
 
 -- name: release_successors
 -- The next notification of each subject whose head just finished may now be sent.
-SELECT callback_id, notification_id FROM release_successors_v2($1::bigint[], $2::uuid[]);
+SELECT 'successor_released' AS change, callback_id, notification_id, NULL AS reason
+FROM release_successors_v2($1::bigint[], $2::uuid[]);
