@@ -1,6 +1,7 @@
 # callbackhub: the API and (by default) a dispatcher in one image.
 #   docker build -t callbackhub .
-#   docker run -e CALLBACKHUB_DATABASE_URL=postgresql://… -e CALLBACKHUB_JWT_SECRET=… -p 8080:8080 callbackhub
+#   docker run -e CALLBACKHUB_DATABASE_URL=postgresql://… -e CALLBACKHUB_JWT_SECRET=… \
+#     -e CALLBACKHUB_ENCRYPTION_KEYS=k1:… -p 8080:8080 callbackhub
 # The same image runs a dispatcher alone with the command `callbackhub dispatcher`.
 FROM python:3.11-slim
 

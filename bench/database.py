@@ -17,9 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.payloads import NOTE_TEXT, NOTES_TYPE, STATE_CHANGE_TYPE, notes_body, state_change_body
+from service.core.encryption import Keyring
 from service.core.ids import uuid7
 from service.core.migrations import migrate
 from service.core.signing import new_signing_secret
+from service.core.stored_secrets import callback_row
 
 TEMPLATE = "bench_template"
 
@@ -48,7 +50,9 @@ class Fixture:
     callbacks: dict[int, list[int]]  # notification type -> callback ids, partner order
 
 
-async def create_template(server_dsn: str, receiver_url: str, partners: int) -> Fixture:
+async def create_template(
+    server_dsn: str, receiver_url: str, partners: int, keyring: Keyring
+) -> Fixture:
     admin = await asyncpg.connect(server_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
@@ -58,12 +62,14 @@ async def create_template(server_dsn: str, receiver_url: str, partners: int) -> 
     connection = await asyncpg.connect(with_database(server_dsn, TEMPLATE))
     try:
         await migrate(connection)
-        return await _add_partners(connection, receiver_url, partners)
+        return await _add_partners(connection, receiver_url, partners, keyring)
     finally:
         await connection.close()
 
 
-async def _add_partners(connection: asyncpg.Connection, receiver_url: str, count: int) -> Fixture:
+async def _add_partners(
+    connection: asyncpg.Connection, receiver_url: str, count: int, keyring: Keyring
+) -> Fixture:
     ids = [uuid.uuid4() for _ in range(count)]
     await connection.executemany(
         "INSERT INTO partners (id, name) VALUES ($1, $2)",
@@ -80,7 +86,7 @@ async def _add_partners(connection: asyncpg.Connection, receiver_url: str, count
                 notification_type,
                 f"{receiver_url}/{partner}/{notification_type}",
                 ordered,
-                new_signing_secret(),
+                keyring.seal(new_signing_secret(), callback_row(partner, notification_type)),
             )
             for partner in ids
         ]

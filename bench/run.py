@@ -70,11 +70,22 @@ from bench.procs import (
 )
 from bench.report import Row, table, write_json
 from service.api.tokens import mint_token
+from service.core.encryption import generate_key, parse_keys
 from service.core.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 JWT_SECRET = "bench-" + uuid.uuid4().hex + uuid.uuid4().hex
-FORCED = ("DATABASE_URL", "DATA_DIR", "HOST", "PORT", "JWT_SECRET", "JWT_PUBLIC_KEY")
+ENCRYPTION_KEYS = generate_key("bench")
+FORCED = (
+    "DATABASE_URL",
+    "DATA_DIR",
+    "HOST",
+    "PORT",
+    "JWT_SECRET",
+    "JWT_PUBLIC_KEY",
+    "ENCRYPTION_KEYS",
+    "ENCRYPTION_KEYS_FILE",
+)
 DEFAULTS = {"ALLOWED_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING"}
 
 
@@ -221,7 +232,10 @@ class Bench:
         self.receiver_url = f"{self.receiver_base}/hook"
         await wait_http(self.receiver, f"{self.receiver_base}/control/stats")
         self.fixture = await database.create_template(
-            self.server_dsn, self.receiver_url, self.sizes.partners
+            self.server_dsn,
+            self.receiver_url,
+            self.sizes.partners,
+            parse_keys(ENCRYPTION_KEYS, "the bench's key"),
         )
 
     @property
@@ -246,6 +260,7 @@ class Bench:
         env["CALLBACKHUB_DATABASE_URL"] = dsn
         env["CALLBACKHUB_DATA_DIR"] = str(self.workdir / "data")
         env["CALLBACKHUB_JWT_SECRET"] = JWT_SECRET
+        env["CALLBACKHUB_ENCRYPTION_KEYS"] = ENCRYPTION_KEYS
         env["CALLBACKHUB_HOST"] = "127.0.0.1"
         if port is not None:
             env["CALLBACKHUB_PORT"] = str(port)

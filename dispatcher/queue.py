@@ -52,16 +52,16 @@ async def claim(
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
-    secrets: tuple[str, ...] = (row["signing_secret"],)
+    sealed: tuple[str, ...] = (row["signing_secret"],)
     if row["previous_secret"]:
-        secrets += (row["previous_secret"],)
+        sealed += (row["previous_secret"],)
     return Delivery(
         notification_id=str(row["notification_id"]),
         callback_id=row["callback_id"],
         notification_type=row["notification_type"],
         url=row["url"],
         payload=bytes(row["payload"]),
-        secrets=secrets,
+        sealed_secrets=sealed,
         attempt=row["attempts"],
         round_attempt=row["round_attempts"],
         sequence=row["sequence"],

@@ -1,5 +1,6 @@
-"""Retention: finished notifications older than CALLBACKHUB_RETENTION_DAYS are deleted in
-small batches, so the tables stay the size of the recent past without long locks."""
+"""Retention: finished notifications older than CALLBACKHUB_RETENTION_DAYS, and audit records
+older than CALLBACKHUB_AUDIT_RETENTION_DAYS, are deleted in small batches, so the tables stay
+the size of the recent past without long locks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 
 import sql
+from service.core import audit
 from service.core.database import DATABASE_DOWN, Pool
 from service.core.settings import Settings
 
@@ -26,6 +28,7 @@ async def purge_once(pool: Pool, settings: Settings) -> int:
             break
         await asyncio.sleep(0)  # let the hot paths in between batches
     await pool.execute(Q["purge_idempotency_keys"], settings.idempotency_ttl, BATCH * 10)
+    await audit.expire(pool, settings.audit_retention_days, BATCH * 10)
     return total
 
 

@@ -10,8 +10,10 @@ import aiohttp
 
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from service.core.egress import blocked_cause
+from service.core.encryption import Keyring
 from service.core.signing import signature_header
 from service.core.statuses import FailureReason
+from service.core.stored_secrets import callback_row
 
 RESPONSE_BODY_LIMIT = 4096
 
@@ -25,7 +27,8 @@ class Delivery:
     notification_type: int
     url: str
     payload: bytes
-    secrets: tuple[str, ...]
+    # As stored: sealed (service.core.encryption); opened by the sender for each attempt.
+    sealed_secrets: tuple[str, ...]
     attempt: int
     round_attempt: int
     sequence: int
@@ -60,7 +63,9 @@ class AttemptResult:
         return self.status == 410
 
 
-def request_headers(delivery: Delivery, user_agent: str, timestamp: int) -> dict[str, str]:
+def request_headers(
+    delivery: Delivery, user_agent: str, timestamp: int, secrets: tuple[str, ...]
+) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
@@ -68,7 +73,7 @@ def request_headers(delivery: Delivery, user_agent: str, timestamp: int) -> dict
         "webhook-id": delivery.notification_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature_header(
-            delivery.secrets, delivery.notification_id, timestamp, delivery.payload
+            secrets, delivery.notification_id, timestamp, delivery.payload
         ),
         "webhook-sequence": str(delivery.sequence),
     }
@@ -77,15 +82,25 @@ def request_headers(delivery: Delivery, user_agent: str, timestamp: int) -> dict
 class Sender:
     """Makes attempts through one shared client session (keep-alive, connection pool)."""
 
-    def __init__(self, session: aiohttp.ClientSession, timeout: float, user_agent: str) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, timeout: float, user_agent: str, keyring: Keyring
+    ) -> None:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent
+        self._keyring = keyring
+
+    def _secrets(self, delivery: Delivery) -> tuple[str, ...]:
+        """The signing secrets in clear. A secret no key opens raises ``SecretUnreadable``:
+        the worker records it as an internal error, like any failure to make the attempt."""
+        row = callback_row(delivery.partner_id, delivery.notification_type)
+        return tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
 
     async def attempt(self, delivery: Delivery) -> AttemptResult:
         started_at = datetime.now(UTC)
         clock = time.monotonic()
-        headers = request_headers(delivery, self._user_agent, int(started_at.timestamp()))
+        timestamp = int(started_at.timestamp())
+        headers = request_headers(delivery, self._user_agent, timestamp, self._secrets(delivery))
         try:
             status, body, retry_after = await self._post(delivery, headers)
         except TimeoutError:

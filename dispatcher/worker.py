@@ -28,9 +28,11 @@ from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
 from service.core.changes import log_changes
 from service.core.database import DATABASE_DOWN, create_pool
 from service.core.egress import guarded_connector
+from service.core.encryption import load_keyring
 from service.core.metrics import IN_FLIGHT
 from service.core.runtime import freeze_startup_objects, loop_factory, package_version
 from service.core.settings import Settings
+from service.core.stored_secrets import check_keys_open_stored_secrets
 
 log = logging.getLogger(__name__)
 FLUSH_BATCH = 500
@@ -42,6 +44,7 @@ class Dispatcher:
         self._dsn = dsn
         self._dns = dns  # None: the system resolver (tests inject a scripted one)
         self._policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter)
+        self._keyring = load_keyring(settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._results: list[AttemptResult] = []
@@ -60,12 +63,20 @@ class Dispatcher:
             self._dsn,
             self._settings.model_copy(update={"database_pool_max": 4, "database_pool_min": 1}),
         )
+        try:
+            await check_keys_open_stored_secrets(self._pool, self._keyring)
+        except BaseException:
+            await self._pool.close()
+            raise
         connector = guarded_connector(
             self._settings.allowed_networks, self._settings.max_in_flight, self._dns
         )
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         self._sender = Sender(
-            self._session, self._settings.delivery_timeout, f"callbackhub/{package_version()}"
+            self._session,
+            self._settings.delivery_timeout,
+            f"callbackhub/{package_version()}",
+            self._keyring,
         )
         self._background = [
             asyncio.create_task(self._claim_loop(), name="claim-loop"),

@@ -1,4 +1,4 @@
-"""The ``callbackhub`` command: serve, dispatcher, migrate, partners, token.
+"""The ``callbackhub`` command: serve, dispatcher, migrate, partners, token, keys.
 
 Every flag falls back to an environment variable, named in its ``--help``.
 """
@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.api.tokens import SCOPES, ensure_jwt_secret, mint_token
-from service.core.database import DatabaseUnavailable, database_url, open_pool
+from service.core.audit import AuditAction, cli_actor
+from service.core.database import DatabaseUnavailable, Pool, database_url, open_pool
+from service.core.encryption import ensure_encryption_keys, generate_key, load_keyring
 from service.core.errors import Problem
 from service.core.logs import configure_logging
 from service.core.migrations import migrate
 from service.core.settings import ConfigurationError, Settings, load_settings
+from service.core.stored_secrets import prepare_stored_secrets
 
 log = logging.getLogger("callbackhub")
 
@@ -80,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=_env("TOKEN_TTL") or 3600,
     )
+
+    keys = commands.add_parser("keys", help="the keys that seal stored secrets")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = key_commands.add_parser("generate", help="print a new key (id:base64key)")
+    generate.add_argument("--id", help="the key's id (random by default)")
+    key_commands.add_parser(
+        "rotate",
+        help="re-seal every stored secret under the first of CALLBACKHUB_ENCRYPTION_KEYS"
+        " (safe while the service runs, once every process has that key)",
+    )
     return parser
 
 
@@ -112,6 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "token":
+        return _token(args, settings)
+    if args.command == "keys" and args.keys_command == "generate":
+        print(generate_key(args.id))
+        return 0
+    settings, key_created = ensure_encryption_keys(settings)
+    load_keyring(settings)  # a missing or malformed key stops here, before anything starts
+    if key_created:
+        print(
+            f"callbackhub: generated the key that seals stored secrets in "
+            f"{settings.encryption_keys_file}; back it up with the data folder",
+            file=sys.stderr,
+        )
     if args.command == "serve":
         from service.server import serve
 
@@ -127,18 +153,58 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "partners":
         return asyncio.run(_partners(args, settings))
-    return _token(args, settings)
+    return asyncio.run(_rotate_keys(settings))
+
+
+async def _prepare(pool: Pool, settings: Settings) -> list[int]:
+    """Apply pending migrations, then seal any secret still in clear and check the keys."""
+    async with pool.acquire() as connection:
+        applied = await migrate(connection)
+    await prepare_stored_secrets(pool, load_keyring(settings))
+    return applied
 
 
 async def _apply_migrations(dsn: str, settings: Settings) -> list[int]:
-    async with open_pool(dsn, settings) as pool, pool.acquire() as connection:
-        return await migrate(connection)
+    async with open_pool(dsn, settings) as pool:
+        return await _prepare(pool, settings)
 
 
 async def _migrate(settings: Settings) -> int:
-    async with open_pool(database_url(settings), settings) as pool, pool.acquire() as connection:
-        applied = await migrate(connection)
+    async with open_pool(database_url(settings), settings) as pool:
+        applied = await _prepare(pool, settings)
     print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
+    return 0
+
+
+async def _rotate_keys(settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from service.core import audit, stored_secrets
+
+    keyring = load_keyring(settings)
+    async with open_pool(database_url(settings), settings) as pool:
+        await _prepare(pool, settings)
+        to_do = await stored_secrets.count_to_reseal(pool, keyring)
+        with tqdm(total=to_do, unit="callback", desc=f"re-sealing under {keyring.primary}") as bar:
+            resealed = await stored_secrets.reseal(pool, keyring, progress=bar.update)
+        left = await stored_secrets.count_to_reseal(pool, keyring)
+        async with pool.acquire() as connection:
+            details = {"keyId": keyring.primary, "resealed": resealed, "left": left}
+            await audit.record(
+                connection,
+                audit.cli_actor("keys rotate"),
+                AuditAction.KEYS_ROTATED,
+                details=details,
+            )
+    print(f"re-sealed {resealed} callback(s) under key {keyring.primary!r}; {left} left")
+    if left:
+        print(
+            "some secrets changed while this ran and were sealed under another key: give "
+            "every callbackhub process the new key first (CALLBACKHUB_ENCRYPTION_KEYS), then "
+            "run it again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -148,11 +214,12 @@ async def _partners(args: argparse.Namespace, settings: Settings) -> int:
     from service.core.schemas import PartnerCreate
 
     async with open_pool(database_url(settings), settings) as pool:
-        async with pool.acquire() as connection:
-            await migrate(connection)
+        await _prepare(pool, settings)
         if args.partners_command == "add":
             body = validate(PartnerCreate, {"name": args.name, "partnerUniqueId": args.id})
-            partner = await partners.create_partner(pool, body.name, body.partner_unique_id)
+            partner = await partners.create_partner(
+                pool, body.name, body.partner_unique_id, cli_actor("partners add")
+            )
             print(f"{partner.partner_unique_id}\t{partner.name}")
             return 0
         page = await partners.list_partners(pool, 0, 100)

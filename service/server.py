@@ -71,6 +71,7 @@ def _console_script() -> str:
 
 
 def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int:
+    """Serve until stopped; the settings name the encryption keys (``ensure_encryption_keys``)."""
     settings, created = ensure_jwt_secret(settings)
     if created:
         _print_first_run_hints(settings)

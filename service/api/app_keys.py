@@ -6,6 +6,7 @@ from aiohttp import web
 
 from service.api.tokens import TokenVerifier
 from service.core.database import Pool
+from service.core.encryption import Keyring
 from service.core.notifications import NotificationWriter
 from service.core.settings import Settings
 
@@ -14,3 +15,4 @@ DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", Pool)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 NOTIFICATION_WRITER = web.AppKey("notification_writer", NotificationWriter)
+KEYRING = web.AppKey("keyring", Keyring)

@@ -8,8 +8,11 @@ from typing import Any
 import asyncpg
 
 import sql
+from service.core import audit
+from service.core.audit import Actor, AuditAction
 from service.core.callback_health import disable_callbacks
 from service.core.database import Pool, retry_on_conflict
+from service.core.encryption import Keyring
 from service.core.errors import CallbackNotFound, PartnerNotFound, ValidationFailed
 from service.core.notification_types import ORDERED_BY_DEFAULT, payload_model, type_name
 from service.core.ordering import lock_partner_subjects
@@ -17,6 +20,7 @@ from service.core.partners import ensure_partner
 from service.core.schemas import Callback, CallbackCreated, CallbackPage, CallbackUpdate
 from service.core.signing import new_signing_secret
 from service.core.statuses import DisabledReason
+from service.core.stored_secrets import callback_row
 
 Q = sql.load_queries("callbacks")
 
@@ -42,16 +46,33 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
     )
 
 
+# The columns an update can change, by the names the API and the audit trail use.
+_AUDITED = {
+    "url": "url",
+    "enabled": "enabled",
+    "description": "description",
+    "ordered_delivery": "orderedDelivery",
+}
+
+
 @retry_on_conflict
 async def upsert_callback(
-    pool: Pool, partner_id: uuid.UUID, notification_type: int, update: CallbackUpdate
+    pool: Pool,
+    keyring: Keyring,
+    partner_id: uuid.UUID,
+    notification_type: int,
+    update: CallbackUpdate,
+    actor: Actor,
 ) -> tuple[Callback, bool]:
     """Create or update the callback; returns it and whether it was created.
 
     Disabling it fails its pending notifications (they can be redelivered once it is enabled).
     """
     ensure_supported_type(notification_type)
+    secret = new_signing_secret()
+    sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
     async with pool.acquire() as connection, connection.transaction():
+        before = await connection.fetchrow(Q["lock_callback"], partner_id, notification_type)
         try:
             row = await connection.fetchrow(
                 Q["upsert_callback"],
@@ -62,7 +83,7 @@ async def upsert_callback(
                 update.description,
                 update.ordered_delivery,
                 notification_type in ORDERED_BY_DEFAULT,
-                new_signing_secret(),
+                sealed,
             )
         except asyncpg.ForeignKeyViolationError:
             raise PartnerNotFound() from None
@@ -71,11 +92,38 @@ async def upsert_callback(
             await disable_callbacks(connection, [row["id"]], DisabledReason.DISABLED_BY_USER)
             disabled = await get_callback_row(connection, partner_id, notification_type)
             row = dict(row) | dict(disabled)
+        await _audit_upsert(connection, actor, before, row)
     if row["created"]:
-        return CallbackCreated(
-            **_callback(row).model_dump(), signing_secret=row["signing_secret"]
-        ), True
+        return CallbackCreated(**_callback(row).model_dump(), signing_secret=secret), True
     return _callback(row), False
+
+
+async def _audit_upsert(
+    connection: asyncpg.Connection,
+    actor: Actor,
+    before: asyncpg.Record | None,
+    after: asyncpg.Record | dict[str, Any],
+) -> None:
+    partner_id, notification_type = after["partner_id"], after["notification_type"]
+    if before is None:
+        fields = {api_name: after[column] for column, api_name in _AUDITED.items()}
+        await audit.record(
+            connection, actor, AuditAction.CALLBACK_CREATED, partner_id, notification_type, fields
+        )
+        return
+    changes = audit.changed_fields(before, after, _AUDITED)
+    await audit.record(
+        connection,
+        actor,
+        AuditAction.CALLBACK_UPDATED,
+        partner_id,
+        notification_type,
+        {"changes": changes},
+    )
+    if "enabled" in changes:
+        action = AuditAction.CALLBACK_ENABLED if after["enabled"] else AuditAction.CALLBACK_DISABLED
+        details = {} if after["enabled"] else {"reason": DisabledReason.DISABLED_BY_USER.value}
+        await audit.record(connection, actor, action, partner_id, notification_type, details)
 
 
 async def get_callback_row(
@@ -92,9 +140,16 @@ async def get_callback(pool: Pool, partner_id: uuid.UUID, notification_type: int
     return _callback(await get_callback_row(pool, partner_id, notification_type))
 
 
-async def get_signing_secret(pool: Pool, partner_id: uuid.UUID, notification_type: int) -> str:
-    row = await get_callback_row(pool, partner_id, notification_type)
-    return str(row["signing_secret"])
+async def reveal_signing_secret(
+    pool: Pool, keyring: Keyring, partner_id: uuid.UUID, notification_type: int, actor: Actor
+) -> str:
+    """The signing secret in clear; that it was revealed, and to whom, goes in the audit trail."""
+    async with pool.acquire() as connection, connection.transaction():
+        row = await get_callback_row(connection, partner_id, notification_type)
+        await audit.record(
+            connection, actor, AuditAction.SECRET_REVEALED, partner_id, notification_type
+        )
+    return keyring.open(row["signing_secret"], callback_row(partner_id, notification_type))
 
 
 async def list_callbacks(
@@ -107,22 +162,48 @@ async def list_callbacks(
 
 
 @retry_on_conflict
-async def delete_callback(pool: Pool, partner_id: uuid.UUID, notification_type: int) -> None:
+async def delete_callback(
+    pool: Pool, partner_id: uuid.UUID, notification_type: int, actor: Actor
+) -> None:
     """Delete the callback; its pending notifications are cancelled."""
     async with pool.acquire() as connection, connection.transaction():
         row = await get_callback_row(connection, partner_id, notification_type)
         await lock_partner_subjects(connection, partner_id, row["id"])
         await connection.execute(Q["cancel_callback_deliveries"], row["id"])
         await connection.execute(Q["delete_callback"], row["id"])
+        await audit.record(
+            connection,
+            actor,
+            AuditAction.CALLBACK_DELETED,
+            partner_id,
+            notification_type,
+            {"url": row["url"]},
+        )
 
 
 async def rotate_signing_secret(
-    pool: Pool, partner_id: uuid.UUID, notification_type: int, overlap_seconds: float
+    pool: Pool,
+    keyring: Keyring,
+    partner_id: uuid.UUID,
+    notification_type: int,
+    overlap_seconds: float,
+    actor: Actor,
 ) -> str:
     """A new secret; the old one keeps signing next to it for ``overlap_seconds``."""
-    secret = await pool.fetchval(
-        Q["rotate_secret"], partner_id, notification_type, overlap_seconds, new_signing_secret()
-    )
-    if secret is None:
-        await get_callback_row(pool, partner_id, notification_type)
-    return str(secret)
+    secret = new_signing_secret()
+    sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
+    async with pool.acquire() as connection, connection.transaction():
+        expires_at = await connection.fetchval(
+            Q["rotate_secret"], partner_id, notification_type, overlap_seconds, sealed
+        )
+        if expires_at is None:
+            await get_callback_row(connection, partner_id, notification_type)
+        await audit.record(
+            connection,
+            actor,
+            AuditAction.SECRET_ROTATED,
+            partner_id,
+            notification_type,
+            {"previousSecretExpiresAt": expires_at.isoformat()},
+        )
+    return secret

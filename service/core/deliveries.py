@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 
 import sql
+from service.core import audit
+from service.core.audit import Actor, AuditAction
 from service.core.changes import log_changes
 from service.core.database import Pool, retry_on_conflict
 from service.core.errors import CallbackDisabled, CallbackNotFound, Conflict, NotificationNotFound
@@ -90,7 +92,9 @@ async def get_notification(
 
 
 @retry_on_conflict
-async def redeliver(pool: Pool, partner_id: uuid.UUID, notification_id: uuid.UUID) -> None:
+async def redeliver(
+    pool: Pool, partner_id: uuid.UUID, notification_id: uuid.UUID, actor: Actor
+) -> None:
     """Queue the notification again with a fresh attempt budget and the same webhook-id."""
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(Q["get_notification"], partner_id, notification_id)
@@ -109,16 +113,31 @@ async def redeliver(pool: Pool, partner_id: uuid.UUID, notification_id: uuid.UUI
             # must not wait any longer (nor forever: only an ordered head releases its next).
             log_changes(await release_successors(connection, subject))
         await connection.execute(Q["notify_due"])
+        await audit.record(
+            connection,
+            actor,
+            AuditAction.NOTIFICATION_REDELIVERED,
+            partner_id,
+            row["notification_type"],
+            {"notificationId": str(notification_id)},
+        )
 
 
 @retry_on_conflict
-async def redeliver_failed(pool: Pool, partner_id: uuid.UUID, since: datetime) -> int:
+async def redeliver_failed(pool: Pool, partner_id: uuid.UUID, since: datetime, actor: Actor) -> int:
     async with pool.acquire() as connection, connection.transaction():
         await ensure_partner(connection, partner_id)
         status = await connection.execute(Q["redeliver_failed"], partner_id, since)
         queued = int(status.split()[-1])
         if queued:
             await connection.execute(Q["notify_due"])
+        await audit.record(
+            connection,
+            actor,
+            AuditAction.FAILED_REDELIVERED,
+            partner_id,
+            details={"since": since.isoformat(), "queued": queued},
+        )
     return queued
 
 

@@ -9,14 +9,37 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+# The id of the API request being handled, set by the API's middleware; every log line written
+# while it runs carries it, as does the audit record of what it changed.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+def _stamp_request_id(
+    factory: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """A record factory that adds the current request's id when the record is made (in the
+    request's own context, whenever the handler formats it)."""
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        request_id = request_id_var.get()
+        if request_id is not None:
+            record.request_id = request_id
+        return record
+
+    make_record.stamps_request_id = True  # type: ignore[attr-defined]
+    return make_record
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,6 +73,9 @@ def configure_logging(level: str, fmt: str) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "stamps_request_id", False):
+        logging.setLogRecordFactory(_stamp_request_id(factory))
     root.setLevel(level)
     # No line per request: requests are counted by route and status in /metrics
     # (callbackhub_http_requests), and errors are logged where they happen.

@@ -8,6 +8,8 @@ from typing import Any
 import asyncpg
 
 import sql
+from service.core import audit
+from service.core.audit import Actor, AuditAction
 from service.core.database import Pool, retry_on_conflict
 from service.core.errors import PartnerExists, PartnerNotFound
 from service.core.ordering import lock_partner_subjects
@@ -20,10 +22,16 @@ def _partner(row: asyncpg.Record | dict[str, Any]) -> Partner:
     return Partner(partner_unique_id=row["id"], name=row["name"], created_at=row["created_at"])
 
 
-async def create_partner(pool: Pool, name: str, partner_id: uuid.UUID | None = None) -> Partner:
-    row = await pool.fetchrow(Q["insert_partner"], partner_id or uuid.uuid4(), name)
-    if row is None:
-        raise PartnerExists()
+async def create_partner(
+    pool: Pool, name: str, partner_id: uuid.UUID | None, actor: Actor
+) -> Partner:
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(Q["insert_partner"], partner_id or uuid.uuid4(), name)
+        if row is None:
+            raise PartnerExists()
+        await audit.record(
+            connection, actor, AuditAction.PARTNER_CREATED, row["id"], details={"name": name}
+        )
     return _partner(row)
 
 
@@ -46,10 +54,14 @@ async def list_partners(pool: Pool, offset: int, limit: int) -> PartnerPage:
 
 
 @retry_on_conflict
-async def delete_partner(pool: Pool, partner_id: uuid.UUID) -> None:
+async def delete_partner(pool: Pool, partner_id: uuid.UUID, actor: Actor) -> None:
     """Delete the partner and its callbacks; its pending notifications are cancelled."""
     async with pool.acquire() as connection, connection.transaction():
         await lock_partner_subjects(connection, partner_id)
         await connection.execute(Q["cancel_partner_deliveries"], partner_id)
-        if await connection.fetchval(Q["delete_partner"], partner_id) is None:
+        name = await connection.fetchval(Q["delete_partner"], partner_id)
+        if name is None:
             raise PartnerNotFound()
+        await audit.record(
+            connection, actor, AuditAction.PARTNER_DELETED, partner_id, details={"name": name}
+        )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from service.core.notification_types import publish_no_nul
@@ -168,3 +169,63 @@ class ProblemDetails(ApiModel):
 class HealthStatus(ApiModel):
     status: str
     reason: str | None = None
+
+
+def _rfc3339_only(value: object) -> object:
+    """A time in a query is RFC 3339 text (pydantic alone would also take a number of seconds)."""
+    if isinstance(value, str) and not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 date-time, for example 2026-12-01T00:00:00Z")
+    return value
+
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+QueryText = Annotated[str, AfterValidator(_no_nul)]
+
+
+class AuditEventQuery(Pagination):
+    action: QueryText | None = Field(default=None, max_length=100)
+    actor: QueryText | None = Field(default=None, max_length=500, description="the actor's sub")
+    since: QueryTime | None = None
+    until: QueryTime | None = None
+
+
+class AuditEventFilter(AuditEventQuery):
+    partner_unique_id: UUID | None = None
+
+
+class AuditActor(ApiModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["token", "portal", "cli", "system"]
+    sub: str | None
+    partner_bound: bool | None = None
+    scopes: list[str] | None = None
+    session: str | None = None
+
+
+class AuditEvent(ApiModel):
+    id: int
+    at: datetime
+    action: str
+    partner_unique_id: UUID | None
+    notification_type: int | None
+    actor: AuditActor
+    client_address: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class AuditEventPage(ApiModel):
+    items: list[AuditEvent]
+    offset: int
+    limit: int
+    total: int

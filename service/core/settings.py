@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
+    # Secrets at rest (service.core.encryption): id:base64key,... (the first seals), or a file.
+    encryption_keys: SecretStr | None = None
+    encryption_keys_file: Path | None = None
+
+    # The audit trail keeps this many days.
+    audit_retention_days: float = Field(default=400.0, gt=0)
+
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"

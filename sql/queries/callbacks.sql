@@ -15,7 +15,13 @@ ON CONFLICT (partner_id, notification_type) DO UPDATE SET
     disabled_reason = CASE WHEN excluded.enabled THEN NULL ELSE callbacks.disabled_reason END,
     updated_at = now()
 RETURNING id, partner_id, notification_type, url, enabled, description, ordered_delivery,
-          disabled_reason, signing_secret, created_at, updated_at, (xmax = 0) AS created;
+          disabled_reason, created_at, updated_at, (xmax = 0) AS created;
+
+-- name: lock_callback
+-- The row as it was before a change (for the audit trail), locked until the change commits.
+SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery
+FROM callbacks WHERE partner_id = $1 AND notification_type = $2
+FOR UPDATE;
 
 -- name: get_callback
 SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
@@ -24,7 +30,7 @@ FROM callbacks WHERE partner_id = $1 AND notification_type = $2;
 
 -- name: list_callbacks
 SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
-       disabled_reason, signing_secret, created_at, updated_at, count(*) OVER () AS total
+       disabled_reason, created_at, updated_at, count(*) OVER () AS total
 FROM callbacks WHERE partner_id = $1
 ORDER BY notification_type OFFSET $2 LIMIT $3;
 
@@ -47,4 +53,4 @@ SET previous_secret = signing_secret,
     signing_secret = $4,
     updated_at = now()
 WHERE partner_id = $1 AND notification_type = $2
-RETURNING signing_secret;
+RETURNING previous_secret_expires_at;

@@ -23,4 +23,4 @@ SET status = 'cancelled', failure_reason = 'partner_deleted', next_attempt_at = 
 WHERE partner_id = $1 AND status IN ('queued', 'delivering');
 
 -- name: delete_partner
-DELETE FROM partners WHERE id = $1 RETURNING id;
+DELETE FROM partners WHERE id = $1 RETURNING name;

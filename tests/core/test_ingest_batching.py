@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from service.core.audit import SYSTEM
 from service.core.callbacks import upsert_callback
 from service.core.database import Pool, create_pool
 from service.core.ids import uuid7, uuid7_batch
@@ -19,6 +20,7 @@ from service.core.partners import create_partner
 from service.core.schemas import CallbackUpdate
 from service.core.settings import Settings
 from tests.support.api import payload
+from tests.support.keys import suite_keyring
 
 
 @pytest.fixture
@@ -36,10 +38,12 @@ async def ingest(pool: Pool) -> AsyncIterator[NotificationWriter]:
 
 
 async def _partner_with_callbacks(pool: Pool) -> uuid.UUID:
-    partner = await create_partner(pool, "Batch Brokers")
+    partner = await create_partner(pool, "Batch Brokers", None, SYSTEM)
     for notification_type in (1, 2):
         update = CallbackUpdate(url="https://broker.example/hook")
-        await upsert_callback(pool, partner.partner_unique_id, notification_type, update)
+        await upsert_callback(
+            pool, suite_keyring(), partner.partner_unique_id, notification_type, update, SYSTEM
+        )
     return partner.partner_unique_id
 
 

@@ -13,7 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.core.settings import Settings
+from service.core.stored_secrets import callback_row
 from tests.support.api import create_partner, emit, payload, put_callback, settled
+from tests.support.keys import suite_keyring
 from tests.support.receiver import Receiver
 
 
@@ -29,7 +31,8 @@ async def test_a_malformed_stored_secret_fails_the_delivery_after_its_attempts(
     await put_callback(client, partner, 2, receiver.url)
     connection = await asyncpg.connect(database)
     try:  # not base64 after the prefix: signing raises while the request is being built
-        await connection.execute("UPDATE callbacks SET signing_secret = 'whsec_abc'")
+        malformed = suite_keyring().seal("whsec_abc", callback_row(partner, 2))
+        await connection.execute("UPDATE callbacks SET signing_secret = $1", malformed)
     finally:
         await connection.close()
 

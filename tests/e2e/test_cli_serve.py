@@ -10,10 +10,8 @@ import asyncio
 import os
 import signal
 import stat
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -23,49 +21,17 @@ import pytest
 
 import sql
 from tests.support import postgres
+from tests.support.cli import run
 from tests.support.fleet import Fleet
 from tests.support.polling import eventually
 from tests.support.processes import callbackhub_env, free_port, serve
-
-# The console script next to this interpreter: what `make run` and a newcomer call.
-CONSOLE_SCRIPT = str(Path(sys.executable).parent / "callbackhub")
-COMMAND_TIMEOUT = 60.0
-
-
-@dataclass
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run(*args: str, env: dict[str, str], timeout: float = COMMAND_TIMEOUT) -> Finished:  # noqa: ASYNC109
-    """Run ``callbackhub ARGS`` to completion (killed after ``timeout`` seconds)."""
-    process = await asyncio.create_subprocess_exec(
-        CONSOLE_SCRIPT,
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(
-            f"callbackhub {' '.join(args)} still running after {timeout}s"
-        ) from None
-    assert process.returncode is not None
-    return Finished(process.returncode, stdout.decode(), stderr.decode())
 
 
 def embedded_env(data_dir: Path) -> dict[str, str]:
     """A newcomer's environment: no database URL, no JWT secret, only a data folder."""
     env = callbackhub_env("unused", data_dir)
-    for name in ("CALLBACKHUB_DATABASE_URL", "CALLBACKHUB_JWT_SECRET"):
-        env.pop(name)
+    for name in ("DATABASE_URL", "JWT_SECRET", "ENCRYPTION_KEYS"):
+        env.pop(f"CALLBACKHUB_{name}")
     return env
 
 
@@ -93,6 +59,10 @@ async def test_serve_on_embedded_postgres_creates_lists_and_deletes_a_callback(
     assert script.endswith("callbackhub")
     assert await asyncio.to_thread(os.path.exists, script)  # the hint runs as printed
     assert secret_file.read_text().strip() not in server.log_text()
+    keys_file = embedded_data_dir / "encryption-keys"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    assert "generated the key that seals stored secrets" in server.log_text()
+    assert keys_file.read_text().split(":")[1].strip() not in server.log_text()
 
     minted = await run("token", "--scope", "partners:admin", env=env)
     assert minted.returncode == 0, minted.stderr

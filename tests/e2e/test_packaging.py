@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from tests.support import postgres
+from tests.support.keys import ENCRYPTION_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("service", "dispatcher", "sql")
@@ -100,7 +101,11 @@ async def test_migrate_runs_from_the_wheel_alone(
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(unpacked)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKHUB_")}
-    env.update(PYTHONPATH=str(unpacked), CALLBACKHUB_DATABASE_URL=empty_database)
+    env.update(
+        PYTHONPATH=str(unpacked),
+        CALLBACKHUB_DATABASE_URL=empty_database,
+        CALLBACKHUB_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
+    )
     probe = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

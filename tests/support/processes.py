@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.keys import ENCRYPTION_KEYS
 from tests.support.tokens import JWT_SECRET
 
 READY_TIMEOUT = 30.0
@@ -26,6 +27,7 @@ READY_TIMEOUT = 30.0
 # a killed process are claimed again within seconds.
 FAST_SETTINGS = {
     "CALLBACKHUB_JWT_SECRET": JWT_SECRET,
+    "CALLBACKHUB_ENCRYPTION_KEYS": ENCRYPTION_KEYS,
     "CALLBACKHUB_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
     "CALLBACKHUB_RETRY_SCHEDULE": "0.2,0.5,1",
     "CALLBACKHUB_RETRY_JITTER": "0",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.settings import Settings
+from tests.support.keys import ENCRYPTION_KEYS
 from tests.support.tokens import JWT_SECRET
 
 
@@ -14,6 +15,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "jwt_secret": JWT_SECRET,
+        "encryption_keys": ENCRYPTION_KEYS,
         "retry_schedule": (0.05, 0.05, 0.05),
         "retry_jitter": 0.0,
         "delivery_timeout": 2.0,

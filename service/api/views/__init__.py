@@ -2,6 +2,7 @@
 authorises before a view runs."""
 
 from service.api.views import (
+    audit_events,
     callbacks,
     deliveries,
     docs,
@@ -13,6 +14,7 @@ from service.api.views import (
 )
 
 __all__ = [
+    "audit_events",
     "callbacks",
     "deliveries",
     "docs",

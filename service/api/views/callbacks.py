@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api.app_keys import POOL, SETTINGS
+from service.api.app_keys import KEYRING, POOL, SETTINGS
 from service.api.auth import Caller
 from service.api.parsing import json_body, path_int, query
 from service.api.routes import route
@@ -53,7 +53,7 @@ async def update_callback(request: web.Request, caller: Caller) -> web.Response:
     except UrlRejected as error:
         raise ValidationFailed(errors=[{"field": "url", "message": str(error)}]) from None
     callback, created = await callbacks.upsert_callback(
-        request.app[POOL], partner_id, notification_type, update
+        request.app[POOL], request.app[KEYRING], partner_id, notification_type, update, caller.actor
     )
     return web.json_response(callback.dump(), status=201 if created else 200)
 
@@ -70,7 +70,7 @@ async def update_callback(request: web.Request, caller: Caller) -> web.Response:
 async def delete_callback(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     notification_type = _notification_type(request)
-    await callbacks.delete_callback(request.app[POOL], partner_id, notification_type)
+    await callbacks.delete_callback(request.app[POOL], partner_id, notification_type, caller.actor)
     return web.Response(status=204)
 
 
@@ -110,7 +110,7 @@ async def get_callback(request: web.Request, caller: Caller) -> web.Response:
 @route(
     "GET",
     ONE + "/secret",
-    summary="The callback's signing secret",
+    summary="The callback's signing secret (recorded in the audit trail)",
     tag="callbacks",
     scope=WRITE,
     response=SigningSecret,
@@ -119,7 +119,9 @@ async def get_callback(request: web.Request, caller: Caller) -> web.Response:
 async def get_secret(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     notification_type = _notification_type(request)
-    secret = await callbacks.get_signing_secret(request.app[POOL], partner_id, notification_type)
+    secret = await callbacks.reveal_signing_secret(
+        request.app[POOL], request.app[KEYRING], partner_id, notification_type, caller.actor
+    )
     return web.json_response(SigningSecret(signing_secret=secret).dump())
 
 
@@ -137,6 +139,11 @@ async def rotate_secret(request: web.Request, caller: Caller) -> web.Response:
     notification_type = _notification_type(request)
     settings = request.app[SETTINGS]
     secret = await callbacks.rotate_signing_secret(
-        request.app[POOL], partner_id, notification_type, settings.secret_rotation_overlap
+        request.app[POOL],
+        request.app[KEYRING],
+        partner_id,
+        notification_type,
+        settings.secret_rotation_overlap,
+        caller.actor,
     )
     return web.json_response(SigningSecret(signing_secret=secret).dump())

@@ -72,7 +72,7 @@ async def get_notification(request: web.Request, caller: Caller) -> web.Response
 async def redeliver(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     notification_id = path_uuid(request, "notificationId")
-    await deliveries.redeliver(request.app[POOL], partner_id, notification_id)
+    await deliveries.redeliver(request.app[POOL], partner_id, notification_id, caller.actor)
     return web.json_response(RedeliverAccepted(notification_id=notification_id).dump(), status=202)
 
 
@@ -90,5 +90,7 @@ async def redeliver(request: web.Request, caller: Caller) -> web.Response:
 async def redeliver_failed(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     body = await json_body(request, RedeliverFailed)
-    queued = await deliveries.redeliver_failed(request.app[POOL], partner_id, body.since)
+    queued = await deliveries.redeliver_failed(
+        request.app[POOL], partner_id, body.since, caller.actor
+    )
     return web.json_response(RedeliverFailedAccepted(queued=queued).dump(), status=202)

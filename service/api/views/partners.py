@@ -33,7 +33,9 @@ ADMIN = Scope.PARTNERS_ADMIN
 )
 async def create_partner(request: web.Request, caller: Caller) -> web.Response:
     body = await json_body(request, PartnerCreate)
-    partner = await partners.create_partner(request.app[POOL], body.name, body.partner_unique_id)
+    partner = await partners.create_partner(
+        request.app[POOL], body.name, body.partner_unique_id, caller.actor
+    )
     return web.json_response(partner.dump(), status=201)
 
 
@@ -78,5 +80,5 @@ async def get_partner(request: web.Request, caller: Caller) -> web.Response:
 )
 async def delete_partner(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
-    await partners.delete_partner(request.app[POOL], partner_id)
+    await partners.delete_partner(request.app[POOL], partner_id, caller.actor)
     return web.Response(status=204)

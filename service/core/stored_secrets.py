@@ -1,0 +1,114 @@
+"""The secrets in the database, as a whole: checking at start-up that the keys open them,
+sealing the ones stored before encryption existed, and re-sealing under a new key.
+
+Today the callbacks table holds them (the signing secret and, during a rotation, the previous
+one); each row's identity, ``callbacks/<partner>/<type>``, is the associated data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+import asyncpg
+
+import sql
+from service.core.database import Pool
+from service.core.encryption import (
+    SEALED_PREFIX,
+    EncryptionKeyError,
+    Keyring,
+    SecretUnreadable,
+)
+
+log = logging.getLogger(__name__)
+Q = sql.load_queries("stored_secrets")
+BATCH = 500
+
+
+def callback_row(partner_id: uuid.UUID | str, notification_type: int) -> str:
+    """The associated data of a callback's secrets."""
+    return f"callbacks/{partner_id}/{notification_type}"
+
+
+async def check_keys_open_stored_secrets(pool: Pool, keyring: Keyring) -> None:
+    """Open one stored secret per key id in use: a key missing from the configuration, or a
+    wrong key under a known id, stops start-up here rather than failing deliveries later."""
+    for row in await pool.fetch(Q["one_callback_secret_per_key"]):
+        try:
+            keyring.open(row["stored"], callback_row(row["partner_id"], row["notification_type"]))
+        except SecretUnreadable as error:
+            raise EncryptionKeyError(
+                f"the encryption keys cannot open the stored secrets ({error}); configure the "
+                "key that sealed them in CALLBACKHUB_ENCRYPTION_KEYS"
+            ) from None
+
+
+async def prepare_stored_secrets(pool: Pool, keyring: Keyring) -> None:
+    """At start-up, after the migrations: seal what is still in clear, then check the keys."""
+    sealed = await reseal(pool, keyring, only_plaintext=True)
+    if sealed:
+        log.info("sealed %d secrets stored in clear by an earlier version", sealed)
+    await check_keys_open_stored_secrets(pool, keyring)
+
+
+async def count_to_reseal(pool: Pool, keyring: Keyring) -> int:
+    count: int = await pool.fetchval(Q["count_callback_secrets_to_reseal"], _wanted(keyring))
+    return count
+
+
+async def reseal(
+    pool: Pool,
+    keyring: Keyring,
+    *,
+    only_plaintext: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> int:
+    """Seal every secret under the first key (or, with ``only_plaintext``, only the ones in
+    clear), in batches of short transactions, while the service runs; how many were sealed.
+
+    A row changed meanwhile (a secret rotated) is left as it is: it was sealed by the service
+    that changed it, with that service's first key.
+    """
+    prefix = SEALED_PREFIX if only_plaintext else _wanted(keyring)
+    total, after = 0, -1
+    while True:
+        rows = await pool.fetch(Q["callback_secrets_to_reseal"], after, prefix, BATCH)
+        if not rows:
+            return total
+        after = rows[-1]["id"]
+        done = await _reseal_batch(pool, keyring, rows, prefix)
+        total += done
+        if progress is not None:
+            progress(len(rows))
+        await asyncio.sleep(0)  # let the hot paths in between batches
+
+
+async def _reseal_batch(
+    pool: Pool, keyring: Keyring, rows: list[asyncpg.Record], prefix: str
+) -> int:
+    ids, old_signing, new_signing, old_previous, new_previous = [], [], [], [], []
+    for row in rows:
+        context = callback_row(row["partner_id"], row["notification_type"])
+        ids.append(row["id"])
+        old_signing.append(row["signing_secret"])
+        new_signing.append(_resealed(keyring, row["signing_secret"], context, prefix))
+        old_previous.append(row["previous_secret"])
+        new_previous.append(_resealed(keyring, row["previous_secret"], context, prefix))
+    status = await pool.execute(
+        Q["reseal_callback_secrets"], ids, old_signing, new_signing, old_previous, new_previous
+    )
+    return int(status.split()[-1])
+
+
+def _resealed(keyring: Keyring, stored: str | None, context: str, prefix: str) -> str | None:
+    if stored is None or stored.startswith(prefix):
+        return stored
+    plaintext = keyring.open(stored, context) if stored.startswith(SEALED_PREFIX) else stored
+    return keyring.seal(plaintext, context)
+
+
+def _wanted(keyring: Keyring) -> str:
+    return f"{SEALED_PREFIX}{keyring.primary}:"
