@@ -26,6 +26,8 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	@echo "callbackhub: delivering to a receiver on this machine? The URL guard blocks loopback and"
 	@echo "  private addresses; allow them with CALLBACKHUB_ALLOWED_NETWORKS=127.0.0.0/8,::1/128 make run"
+	@echo "callbackhub: the partner portal: print a link with"
+	@echo "  $(BIN)/callbackhub portal-link --operator   (or --partner UUID [--read-only])"
 	$(BIN)/callbackhub serve
 
 ## Run the whole test suite (embedded PostgreSQL; CALLBACKHUB_TEST_DATABASE_URL to use a server)

@@ -105,7 +105,7 @@ class Finished:
 async def finish(
     pool: Pool, results: Sequence[AttemptResult], policy: RetryPolicy, disable_after: float
 ) -> Finished:
-    """Record the attempts and their consequences: one call of ``finish_attempts_v2``, one
+    """Record the attempts and their consequences: one call of ``finish_attempts_v3``, one
     commit; returns the verdicts and the changes the SQL reports."""
     verdicts = [judge(result, policy) for result in results]
     deliveries = [result.delivery for result in results]
@@ -120,6 +120,7 @@ async def finish(
         [r.status for r in results],
         [r.body for r in results],
         [r.error for r in results],
+        [r.signature for r in results],
         [v.status for v in verdicts],
         [v.delay for v in verdicts],
         [v.reason for v in verdicts],

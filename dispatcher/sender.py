@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ class AttemptResult:
     retry_after: float | None = None
     # Why an attempt without an HTTP answer failed (an answer's status says it otherwise).
     failure: FailureReason | None = None
+    # The webhook-signature header it carried (None when it was never sent).
+    signature: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -101,6 +104,14 @@ class Sender:
         clock = time.monotonic()
         timestamp = int(started_at.timestamp())
         headers = request_headers(delivery, self._user_agent, timestamp, self._secrets(delivery))
+        result = await self._send(delivery, headers, started_at, clock)
+        if result.blocked:  # nothing left callbackhub
+            return result
+        return dataclasses.replace(result, signature=headers["webhook-signature"])
+
+    async def _send(
+        self, delivery: Delivery, headers: dict[str, str], started_at: datetime, clock: float
+    ) -> AttemptResult:
         try:
             status, body, retry_after = await self._post(delivery, headers)
         except TimeoutError:

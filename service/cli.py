@@ -84,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("TOKEN_TTL") or 3600,
     )
 
+    link = commands.add_parser("portal-link", help="print a single-use partner portal link")
+    whose = link.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--partner", type=uuid.UUID, help="the partner whose portal it opens")
+    whose.add_argument("--operator", action="store_true", help="the operator view instead")
+    link.add_argument("--read-only", action="store_true", help="a link that can change nothing")
+    link.add_argument(
+        "--ttl", type=int, default=3600, help="seconds until the link expires (60-604800)"
+    )
+
     keys = commands.add_parser("keys", help="the keys that seal stored secrets")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     generate = key_commands.add_parser("generate", help="print a new key (id:base64key)")
@@ -153,7 +162,30 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "partners":
         return asyncio.run(_partners(args, settings))
+    if args.command == "portal-link":
+        return asyncio.run(_portal_link(args, settings))
     return asyncio.run(_rotate_keys(settings))
+
+
+async def _portal_link(args: argparse.Namespace, settings: Settings) -> int:
+    from service.api.parsing import validate
+    from service.core import portal_access
+    from service.core.schemas import PortalLinkRequest
+
+    access = "read" if args.read_only else "manage"
+    body = validate(PortalLinkRequest, {"access": access, "expiresIn": args.ttl})
+    async with open_pool(database_url(settings), settings) as pool:
+        await _prepare(pool, settings)
+        code, expires_at = await portal_access.issue_link(
+            pool,
+            None if args.operator else args.partner,
+            portal_access.Access(body.access),
+            body.expires_in,
+            cli_actor("portal-link"),
+        )
+    print(f"{settings.base_url}/portal/login?code={code}")
+    print(f"single use, expires {expires_at.isoformat()}", file=sys.stderr)
+    return 0
 
 
 async def _prepare(pool: Pool, settings: Settings) -> list[int]:

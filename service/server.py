@@ -23,13 +23,16 @@ from service.core.database import database_url
 from service.core.logs import configure_logging
 from service.core.runtime import freeze_startup_objects, loop_factory
 from service.core.settings import Settings
+from service.portal.app import mount_portal
 
 log = logging.getLogger("callbackhub")
 
 
 def build_app(settings: Settings, dsn: str, *, with_dispatcher: bool) -> web.Application:
-    """The API; with ``with_dispatcher`` the same process also delivers notifications."""
+    """The API and the partner portal; with ``with_dispatcher`` the same process also
+    delivers notifications."""
     app = create_app(settings, dsn)
+    mount_portal(app, settings)
     if with_dispatcher:
         app.cleanup_ctx.append(dispatcher_context(settings, dsn))
     return app

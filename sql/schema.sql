@@ -176,6 +176,23 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.finish_attempts_v3(p_ids uuid[], p_attempts integer[], p_started timestamp with time zone[], p_durations integer[], p_statuses integer[], p_bodies text[], p_errors text[], p_signatures text[], p_verdicts text[], p_delays double precision[], p_reasons text[], p_ordered_callbacks bigint[], p_ordered_subjects uuid[], p_succeeded bigint[], p_gone bigint[], p_failed bigint[], p_disable_after double precision) RETURNS TABLE(change text, callback_id bigint, notification_id uuid, reason text)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM lock_subjects_v1(p_ordered_callbacks, p_ordered_subjects);
+    INSERT INTO delivery_attempts (notification_id, attempt, started_at, duration_ms,
+                                   response_status, response_body, error, signature)
+    SELECT * FROM unnest(p_ids, p_attempts, p_started, p_durations, p_statuses, p_bodies,
+                         p_errors, p_signatures)
+    ON CONFLICT DO NOTHING;
+    RETURN QUERY SELECT * FROM finish_attempts_v2(
+        p_ids, p_attempts, p_started, p_durations, p_statuses, p_bodies, p_errors, p_verdicts,
+        p_delays, p_reasons, p_ordered_callbacks, p_ordered_subjects, p_succeeded, p_gone,
+        p_failed, p_disable_after);
+END;
+$$;
+
 CREATE FUNCTION public.lock_subjects_v1(p_callbacks bigint[], p_subjects uuid[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -416,7 +433,8 @@ CREATE TABLE public.delivery_attempts (
     duration_ms integer NOT NULL,
     response_status integer,
     response_body text,
-    error text
+    error text,
+    signature text
 );
 
 CREATE TABLE public.idempotency_keys (
@@ -446,6 +464,30 @@ CREATE TABLE public.partners (
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT partners_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200)))
+);
+
+CREATE TABLE public.portal_links (
+    code_hash bytea NOT NULL,
+    partner_id uuid,
+    access text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    used_at timestamp with time zone,
+    CONSTRAINT portal_links_access_check CHECK ((access = ANY (ARRAY['manage'::text, 'read'::text])))
+);
+
+CREATE TABLE public.portal_sessions (
+    id_hash bytea NOT NULL,
+    public_id uuid NOT NULL,
+    partner_id uuid,
+    acting_partner_id uuid,
+    operator boolean NOT NULL,
+    access text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone,
+    CONSTRAINT portal_sessions_access_check CHECK ((access = ANY (ARRAY['manage'::text, 'read'::text]))),
+    CONSTRAINT portal_sessions_check CHECK ((operator = (partner_id IS NULL)))
 );
 
 CREATE TABLE public.schema_migrations (
@@ -490,6 +532,15 @@ ALTER TABLE ONLY public.notifications
 ALTER TABLE ONLY public.partners
     ADD CONSTRAINT partners_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.portal_links
+    ADD CONSTRAINT portal_links_pkey PRIMARY KEY (code_hash);
+
+ALTER TABLE ONLY public.portal_sessions
+    ADD CONSTRAINT portal_sessions_pkey PRIMARY KEY (id_hash);
+
+ALTER TABLE ONLY public.portal_sessions
+    ADD CONSTRAINT portal_sessions_public_id_key UNIQUE (public_id);
+
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
@@ -507,6 +558,10 @@ CREATE INDEX deliveries_finished ON public.deliveries USING btree (finished_at) 
 CREATE INDEX deliveries_partner_status ON public.deliveries USING btree (partner_id, status, created_at DESC);
 
 CREATE INDEX deliveries_pending_by_subject ON public.deliveries USING btree (callback_id, subject, sequence) WHERE (status = ANY (ARRAY['queued'::text, 'delivering'::text]));
+
+CREATE INDEX portal_links_expires_idx ON public.portal_links USING btree (expires_at);
+
+CREATE INDEX portal_sessions_partner_idx ON public.portal_sessions USING btree (partner_id) WHERE (ended_at IS NULL);
 
 CREATE TRIGGER audit_events_append_only BEFORE DELETE OR UPDATE ON public.audit_events FOR EACH ROW EXECUTE FUNCTION public.audit_events_append_only_v1();
 
@@ -531,6 +586,15 @@ ALTER TABLE ONLY public.delivery_attempts
 
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT notifications_notification_type_fkey FOREIGN KEY (notification_type) REFERENCES public.notification_types(id);
+
+ALTER TABLE ONLY public.portal_links
+    ADD CONSTRAINT portal_links_partner_id_fkey FOREIGN KEY (partner_id) REFERENCES public.partners(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.portal_sessions
+    ADD CONSTRAINT portal_sessions_acting_partner_id_fkey FOREIGN KEY (acting_partner_id) REFERENCES public.partners(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.portal_sessions
+    ADD CONSTRAINT portal_sessions_partner_id_fkey FOREIGN KEY (partner_id) REFERENCES public.partners(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.subject_sequences
     ADD CONSTRAINT subject_sequences_callback_id_fkey FOREIGN KEY (callback_id) REFERENCES public.callbacks(id) ON DELETE CASCADE;

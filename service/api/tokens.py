@@ -29,6 +29,7 @@ class Scope(StrEnum):
     NOTIFICATIONS_EMIT = "notifications:emit"
     DELIVERIES_READ = "deliveries:read"
     DELIVERIES_WRITE = "deliveries:write"
+    PORTAL_LINKS = "portal:links"  # mint partner portal links (service tokens only)
     PARTNERS_ADMIN = "partners:admin"  # every operation, on every partner
 
 

@@ -18,9 +18,11 @@ from service.core.notification_types import ORDERED_BY_DEFAULT, payload_model, t
 from service.core.ordering import lock_partner_subjects
 from service.core.partners import ensure_partner
 from service.core.schemas import Callback, CallbackCreated, CallbackPage, CallbackUpdate
+from service.core.settings import Settings
 from service.core.signing import new_signing_secret
 from service.core.statuses import DisabledReason
 from service.core.stored_secrets import callback_row
+from service.core.url_guard import UrlRejected, check_url_destination, check_url_syntax
 
 Q = sql.load_queries("callbacks")
 
@@ -44,6 +46,16 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+async def vet_url(url: str, settings: Settings) -> None:
+    """The URL guard's verdict on a callback URL, as a validation error on the field ``url``
+    (Callback Update and the portal's form both ask it)."""
+    try:
+        check_url_syntax(url, settings.require_https)
+        await check_url_destination(url, settings.allowed_networks)
+    except UrlRejected as error:
+        raise ValidationFailed(errors=[{"field": "url", "message": str(error)}]) from None
 
 
 # The columns an update can change, by the names the API and the audit trail use.

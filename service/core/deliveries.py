@@ -58,7 +58,14 @@ async def list_notifications(
     pool: Pool, partner_id: uuid.UUID, wanted: NotificationFilter
 ) -> NotificationPage:
     await ensure_partner(pool, partner_id)
-    args = (partner_id, wanted.status, wanted.notification_type)
+    args = (
+        partner_id,
+        wanted.status,
+        wanted.notification_type,
+        wanted.since,
+        wanted.until,
+        wanted.subject,
+    )
     rows = await pool.fetch(Q["list_notifications"], *args, wanted.offset, wanted.limit)
     total = rows[0]["total"] if rows else await pool.fetchval(Q["count_notifications"], *args)
     blockers = await _blockers(pool, rows)
@@ -86,6 +93,7 @@ async def get_notification(
     attempts = await pool.fetch(Q["list_attempts"], notification_id)
     return NotificationDetail(
         **_summary_fields(row, blockers.get(notification_id)),
+        sequence=row["sequence"],
         payload=_payload(bytes(row["payload"])),
         attempt_log=[Attempt.model_validate(dict(a)) for a in attempts],
     )

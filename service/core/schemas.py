@@ -101,9 +101,34 @@ class EchoAccepted(ApiModel):
     status: Literal["queued"] = "queued"
 
 
+def _rfc3339_only(value: object) -> object:
+    """A time in a query is RFC 3339 text (pydantic alone would also take a number of seconds)."""
+    if isinstance(value, str) and not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 date-time, for example 2026-12-01T00:00:00Z")
+    return value
+
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+QueryText = Annotated[str, AfterValidator(_no_nul)]
+
+
 class NotificationFilter(Pagination):
     status: DeliveryStatus | None = None
     notification_type: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    since: QueryTime | None = Field(default=None, description="accepted at or after")
+    until: QueryTime | None = Field(default=None, description="accepted before")
+    subject: UUID | None = Field(
+        default=None, description="the processUniqueId or simulationUniqueId"
+    )
 
 
 class NotificationSummary(ApiModel):
@@ -133,9 +158,12 @@ class Attempt(ApiModel):
     response_status: int | None
     response_body: str | None
     error: str | None
+    # The webhook-signature header the attempt carried (none when nothing was sent).
+    signature: str | None = None
 
 
 class NotificationDetail(NotificationSummary):
+    sequence: int = Field(description="sent as webhook-sequence: its place among its subject's")
     payload: Any
     attempt_log: list[Attempt]
 
@@ -169,26 +197,6 @@ class ProblemDetails(ApiModel):
 class HealthStatus(ApiModel):
     status: str
     reason: str | None = None
-
-
-def _rfc3339_only(value: object) -> object:
-    """A time in a query is RFC 3339 text (pydantic alone would also take a number of seconds)."""
-    if isinstance(value, str) and not _RFC3339_START.match(value):
-        raise ValueError("must be an RFC 3339 date-time, for example 2026-12-01T00:00:00Z")
-    return value
-
-
-_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-QueryTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-QueryText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class AuditEventQuery(Pagination):
@@ -229,3 +237,27 @@ class AuditEventPage(ApiModel):
     offset: int
     limit: int
     total: int
+
+
+def _whole(value: object) -> object:
+    """JSON has no integers apart: 3600.0 is the integer 3600 (JSON Schema says so too)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
+class PortalLinkRequest(ApiModel):
+    access: Literal["manage", "read"] = "manage"
+    expires_in: WholeNumber = Field(default=3600, ge=60, le=604800, description="seconds")
+
+
+class PortalLink(ApiModel):
+    url: str
+    expires_at: datetime
+
+
+class PortalSessionsRevoked(ApiModel):
+    revoked: int

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # The audit trail keeps this many days.
     audit_retention_days: float = Field(default=400.0, gt=0)
 
+    # The partner portal: the base of the links it hands out (default http://HOST:PORT), and who
+    # may frame it (a CSP frame-ancestors source list).
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    portal_frame_ancestors: str = Field(default="'none'", pattern=r"^[^;,\r\n]+$")
+
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
@@ -106,6 +111,13 @@ class Settings(BaseSettings):
             parts = [part.strip() for part in value.split(",") if part.strip()]
             return tuple(ipaddress.ip_network(part, strict=False) for part in parts)
         return value
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach this service: the public URL, or the address it listens on."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     @property
     def max_attempts(self) -> int:

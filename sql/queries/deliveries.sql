@@ -7,14 +7,20 @@ FROM deliveries d
 WHERE d.partner_id = $1
   AND ($2::text IS NULL OR d.status = $2)
   AND ($3::integer IS NULL OR d.notification_type = $3)
+  AND ($4::timestamptz IS NULL OR d.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR d.created_at < $5)
+  AND ($6::uuid IS NULL OR d.subject = $6)
 ORDER BY d.created_at DESC, d.notification_id DESC
-OFFSET $4 LIMIT $5;
+OFFSET $7 LIMIT $8;
 
 -- name: count_notifications
 SELECT count(*) FROM deliveries d
 WHERE d.partner_id = $1
   AND ($2::text IS NULL OR d.status = $2)
-  AND ($3::integer IS NULL OR d.notification_type = $3);
+  AND ($3::integer IS NULL OR d.notification_type = $3)
+  AND ($4::timestamptz IS NULL OR d.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR d.created_at < $5)
+  AND ($6::uuid IS NULL OR d.subject = $6);
 
 -- name: blocked_by
 -- For waiting ordered deliveries: the earliest unfinished notification of the same subject.
@@ -34,7 +40,7 @@ FROM deliveries d JOIN notifications n ON n.id = d.notification_id
 WHERE d.partner_id = $1 AND d.notification_id = $2;
 
 -- name: list_attempts
-SELECT attempt, started_at, duration_ms, response_status, response_body, error
+SELECT attempt, started_at, duration_ms, response_status, response_body, error, signature
 FROM delivery_attempts WHERE notification_id = $1 ORDER BY attempt;
 
 -- name: redeliver

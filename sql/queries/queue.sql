@@ -49,9 +49,9 @@ WHERE notification_id = ANY ($1::uuid[]) AND status = 'delivering' AND locked_by
 
 -- name: finish_attempts
 -- Finished attempts and all they change, committed in one round trip; returns the changes:
--- see finish_attempts_v2 (sql/migrations/0006).
+-- see finish_attempts_v3 (sql/migrations/0008) and v2 (0006).
 SELECT change, callback_id, notification_id, reason
-FROM finish_attempts_v2($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
-                        $5::integer[], $6::text[], $7::text[], $8::text[], $9::float8[],
-                        $10::text[], $11::bigint[], $12::uuid[], $13::bigint[], $14::bigint[],
-                        $15::bigint[], $16::float8);
+FROM finish_attempts_v3($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
+                        $5::integer[], $6::text[], $7::text[], $8::text[], $9::text[],
+                        $10::float8[], $11::text[], $12::bigint[], $13::uuid[], $14::bigint[],
+                        $15::bigint[], $16::bigint[], $17::float8);

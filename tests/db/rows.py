@@ -133,6 +133,7 @@ class Attempt:
     reason: str | None = None
     body: str | None = "ok"
     error: str | None = None
+    signature: str | None = "v1,c2lnbmF0dXJl"
 
 
 class Change(NamedTuple):
@@ -156,7 +157,7 @@ async def finish(
     failed: Sequence[int] = (),
     disable_after: float = DAY,
 ) -> Counter[Change]:
-    """One call of finish_attempts_v2; the changes it reports."""
+    """One call of finish_attempts_v3 (v2 plus the signatures sent); the changes it reports."""
     started = datetime.now(UTC)
     rows = await connection.fetch(
         QUEUE["finish_attempts"],
@@ -167,6 +168,7 @@ async def finish(
         [a.status for a in attempts],
         [a.body for a in attempts],
         [a.error for a in attempts],
+        [a.signature for a in attempts],
         [a.verdict for a in attempts],
         [a.delay for a in attempts],
         [a.reason for a in attempts],

@@ -1,6 +1,7 @@
-"""finish_attempts_v2 (0006), called through the finish_attempts query after claim_due: the
-verdicts, the changes it reports, ordered successors, callback health, and the guard that
-keeps a stale lease from overwriting a newer attempt."""
+"""finish_attempts_v3 (0008: v2 of 0006 plus the signature each attempt sent), called through
+the finish_attempts query after claim_due: the verdicts, the changes it reports, ordered
+successors, callback health, and the guard that keeps a stale lease from overwriting a newer
+attempt."""
 
 from __future__ import annotations
 
@@ -54,6 +55,25 @@ async def test_delivered_marks_the_row_and_records_the_attempt(
     assert row["delivered_at"] is not None and row["finished_at"] is not None
     assert row["failure_reason"] is None
     assert [tuple(r) for r in await attempt_rows(connection, notification)] == [(1, 204, None)]
+
+
+async def test_the_signature_each_attempt_sent_is_kept_with_it(
+    connection: asyncpg.Connection,
+) -> None:
+    callback_id, _, notification = await one_claimed(connection)
+    failed = Attempt(notification, 1, "queued", status=500, delay=0.0, signature="v1,Zmlyc3Q=")
+    await finish(connection, [failed], failed=[callback_id])
+    [again] = await claim(connection)
+    assert again["attempts"] == 2
+    delivered = Attempt(notification, 2, "delivered", signature="v1,bmV3 v1,b2xk")
+    await finish(connection, [delivered], succeeded=[callback_id])
+
+    signatures = await connection.fetch(
+        "SELECT attempt, signature FROM delivery_attempts WHERE notification_id = $1"
+        " ORDER BY attempt",
+        notification,
+    )
+    assert [tuple(row) for row in signatures] == [(1, "v1,Zmlyc3Q="), (2, "v1,bmV3 v1,b2xk")]
 
 
 async def test_delivered_after_failed_attempts_reports_notification_recovered(

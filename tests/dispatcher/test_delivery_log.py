@@ -188,6 +188,7 @@ async def test_the_detail_has_the_payload_and_the_attempt_log(
         "responseStatus",
         "responseBody",
         "error",
+        "signature",
     }
 
 

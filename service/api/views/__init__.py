@@ -11,6 +11,7 @@ from service.api.views import (
     metrics,
     notification_types,
     partners,
+    portal_links,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "metrics",
     "notification_types",
     "partners",
+    "portal_links",
 ]

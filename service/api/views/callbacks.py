@@ -10,7 +10,6 @@ from service.api.parsing import json_body, path_int, query
 from service.api.routes import route
 from service.api.tokens import Scope
 from service.core import callbacks
-from service.core.errors import ValidationFailed
 from service.core.schemas import (
     Callback,
     CallbackCreated,
@@ -19,7 +18,6 @@ from service.core.schemas import (
     Pagination,
     SigningSecret,
 )
-from service.core.url_guard import UrlRejected, check_url_destination, check_url_syntax
 
 READ, WRITE = Scope.CALLBACKS_READ, Scope.CALLBACKS_WRITE
 ONE = "/partners/{partnerUniqueID}/callbacks/{notificationType}"
@@ -46,12 +44,7 @@ async def update_callback(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     notification_type = _notification_type(request)
     update = await json_body(request, CallbackUpdate)
-    settings = request.app[SETTINGS]
-    try:
-        check_url_syntax(update.url, settings.require_https)
-        await check_url_destination(update.url, settings.allowed_networks)
-    except UrlRejected as error:
-        raise ValidationFailed(errors=[{"field": "url", "message": str(error)}]) from None
+    await callbacks.vet_url(update.url, request.app[SETTINGS])
     callback, created = await callbacks.upsert_callback(
         request.app[POOL], request.app[KEYRING], partner_id, notification_type, update, caller.actor
     )

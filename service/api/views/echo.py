@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
@@ -16,8 +18,9 @@ from service.core.callbacks import ensure_supported_type
 from service.core.errors import BadRequest, ValidationFailed
 from service.core.metrics import notifications_accepted
 from service.core.notification_types import NOTIFICATION_TYPES, subject_errors
-from service.core.notifications import NewNotification
+from service.core.notifications import NewNotification, NotificationWriter
 from service.core.schemas import EchoAccepted
+from service.core.settings import Settings
 
 EMIT = Scope.NOTIFICATIONS_EMIT
 MAX_IDEMPOTENCY_KEY = 200
@@ -66,16 +69,32 @@ async def echo(request: web.Request, caller: Caller) -> web.Response:
     ensure_supported_type(notification_type)
     key = _idempotency_key(request)
     raw = await read_json_body(request)
+    notification_id = await emit(request.config_dict, partner_id, notification_type, raw, key)
+    return _accepted(notification_id)
+
+
+async def emit(
+    resources: Mapping[Any, Any],
+    partner_id: UUID,
+    notification_type: int,
+    raw: bytes,
+    key: str | None = None,
+) -> UUID:
+    """Validate ``raw`` as a payload of the type and store it for delivery: the one path of
+    every notification (the portal's test notifications take it too). ``resources`` is the
+    application's (``request.config_dict``)."""
     data = parse_json(raw)  # strict syntax checks: duplicate keys, NUL, depth, UTF-8
     try:
         payload = NOTIFICATION_TYPES[notification_type].model_validate_json(raw)
     except ValidationError as error:
         raise ValidationFailed(errors=_payload_errors(error, data)) from None
     notification = NewNotification(partner_id, notification_type, payload.subject, raw, key)
-    accepted = await request.app[NOTIFICATION_WRITER].accept(notification)
-    partner_label = str(partner_id) if request.app[SETTINGS].metrics_per_partner else ""
+    writer: NotificationWriter = resources[NOTIFICATION_WRITER]
+    settings: Settings = resources[SETTINGS]
+    accepted = await writer.accept(notification)
+    partner_label = str(partner_id) if settings.metrics_per_partner else ""
     notifications_accepted(notification_type, partner_label, accepted.replay).inc()
-    return _accepted(accepted.notification_id)
+    return accepted.notification_id
 
 
 def _accepted(notification_id: UUID) -> web.Response:
