@@ -213,6 +213,7 @@ class Bench:
         self.postgres_pid = 0
         self.receiver_url = ""
         self.receiver_port = 0
+        self.otlp_port = 0
         self.fixture: Fixture | None = None
         settings = Settings(jwt_secret=JWT_SECRET)
         # Internal emitters hold a token for the scope, not bound to one partner.
@@ -231,6 +232,10 @@ class Bench:
         self.receiver = self.spawn("receiver", "receiver", argv)
         self.receiver_url = f"{self.receiver_base}/hook"
         await wait_http(self.receiver, f"{self.receiver_base}/control/stats")
+        self.otlp_port = free_port()
+        sink = python("bench.otlp_sink", "--port", str(self.otlp_port))
+        self.otlp_sink = self.spawn("OTLP sink", "otlp-sink", sink)
+        await wait_http(self.otlp_sink, f"http://127.0.0.1:{self.otlp_port}/control/stats")
         self.fixture = await database.create_template(
             self.server_dsn,
             self.receiver_url,
@@ -249,7 +254,9 @@ class Bench:
         proc = Proc(name, role, argv, self.workdir / f"{role}.log", env)
         return self.watch.add(proc.start())
 
-    def callbackhub_env(self, dsn: str, port: int | None = None) -> dict[str, str]:
+    def callbackhub_env(
+        self, dsn: str, port: int | None = None, traced: bool = False
+    ) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -264,6 +271,11 @@ class Bench:
         env["CALLBACKHUB_HOST"] = "127.0.0.1"
         if port is not None:
             env["CALLBACKHUB_PORT"] = str(port)
+        for name in [k for k in env if k.startswith("OTEL_")]:
+            del env[name]  # tracing is on only where a step asks for it
+        if traced:  # every request and attempt sampled, exported to the local sink
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.otlp_port}"
+            env["OTEL_TRACES_SAMPLER"] = "always_on"
         return env
 
     def target(self, port: int) -> Target:
@@ -341,6 +353,14 @@ class Bench:
                     await spy.wait(timeout=30)
 
     # Receiver.
+
+    async def otlp_stats(self) -> Any:
+        """What the sink received: proof the traced steps exported their spans."""
+        url = f"http://127.0.0.1:{self.otlp_port}/control/stats"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            stats = await response.json()
+        log(f"  OTLP sink: {stats['exports']:,} exports, {stats['bytes'] / 1e6:.1f} MB")
+        return stats
 
     async def receiver_call(self, method: str, path: str) -> Any:
         async with (
@@ -428,10 +448,12 @@ class Bench:
         log(f"P = {result['rate']:,.0f} req/s")
         return result
 
-    async def start_serve(self, name: str, dsn: str, workers: int = 1) -> tuple[Proc, int]:
+    async def start_serve(
+        self, name: str, dsn: str, workers: int = 1, traced: bool = False
+    ) -> tuple[Proc, int]:
         port = free_port()
         args = ["serve", "--no-dispatcher"] + (["--workers", str(workers)] if workers > 1 else [])
-        env = self.callbackhub_env(dsn, port)
+        env = self.callbackhub_env(dsn, port, traced)
         proc = self.spawn(f"serve ({name})", "serve", python("service", *args), env)
         await wait_http(proc, f"http://127.0.0.1:{port}/health/ready")
         await wait_listening(proc, port, workers)
@@ -459,26 +481,33 @@ class Bench:
         return steady
 
     async def step_ingest(
-        self, name: str, dsn: str, workers: int = 1, latency_rate: float | None = None
+        self,
+        name: str,
+        dsn: str,
+        workers: int = 1,
+        latency_rate: float | None = None,
+        traced: bool = False,
     ) -> dict[str, Any]:
         """The highest rate, then the latency at ``latency_rate`` (default: 70% of that)."""
         log(
             f"ingest ({name}): serve --no-dispatcher"
             + (f" --workers {workers}" if workers > 1 else "")
         )
-        proc, port = await self.start_serve(name, dsn, workers)
+        proc, port = await self.start_serve(name, dsn, workers, traced)
         maximum = await self.measure_ingest_max(name, proc, port, dsn)
         await database.settle_database(dsn)
         steady = await self.measure_latency(port, latency_rate or 0.7 * maximum["rate"])
         await proc.stop()
         return {"max": maximum, "at_70_percent": steady}
 
-    async def step_delivery(self, name: str, dsn: str, queue: database.Queue) -> dict[str, Any]:
+    async def step_delivery(
+        self, name: str, dsn: str, queue: database.Queue, traced: bool = False
+    ) -> dict[str, Any]:
         count = len(queue.deliveries)
         log(f"delivery ({name}): {count:,} notifications")
         await database.fill_queue(dsn, queue)
         await self.receiver_call("POST", "/control/reset")
-        env = self.callbackhub_env(dsn)
+        env = self.callbackhub_env(dsn, traced=traced)
         proc = self.spawn(
             f"dispatcher ({name})", "dispatcher", python("service", "dispatcher"), env
         )
@@ -558,6 +587,10 @@ class Bench:
         results["scale"]["rows_after"] = await database.table_rows(scale)
         await database.drop_database(self.server_dsn, "bench_scale")
         results["ingest_workers_2"] = await self.ingest_step("workers-2", workers=2)
+        # Tracing on, every request and attempt sampled and exported (off is the rows above).
+        results["ingest_traced"] = await self.ingest_step("traced", traced=True)
+        results["delivery_traced"] = await self.delivery_step("traced", False, traced=True)
+        results["otlp_sink"] = await self.otlp_stats()
         dsn = await database.create_database(self.server_dsn, "bench_e2e")
         results["e2e"] = await self.step_e2e(dsn)
         await database.drop_database(self.server_dsn, "bench_e2e")
@@ -575,7 +608,9 @@ class Bench:
         log(f"  added in {self.details['scale_fill_seconds']:.0f} s")
         return dsn
 
-    async def delivery_step(self, name: str, ordered: bool, dsn: str = "") -> dict[str, Any]:
+    async def delivery_step(
+        self, name: str, ordered: bool, dsn: str = "", traced: bool = False
+    ) -> dict[str, Any]:
         """A queue of ``queue`` notifications drained by one dispatcher; a fresh database
         unless ``dsn`` is given."""
         assert self.fixture is not None
@@ -588,14 +623,16 @@ class Bench:
             build = functools.partial(database.unordered_queue, self.fixture, sizes.queue)
         queue = await asyncio.to_thread(build)
         dsn = dsn or await database.create_database(self.server_dsn, f"bench_{name}")
-        result = await self.step_delivery(name, dsn, queue)
+        result = await self.step_delivery(name, dsn, queue, traced)
         if fresh:
             await database.drop_database(self.server_dsn, f"bench_{name}")
         return result
 
-    async def ingest_step(self, name: str, workers: int = 1) -> dict[str, Any]:
+    async def ingest_step(
+        self, name: str, workers: int = 1, traced: bool = False
+    ) -> dict[str, Any]:
         dsn = await database.create_database(self.server_dsn, f"bench_ingest_{name}")
-        result = await self.step_ingest(name, dsn, workers)
+        result = await self.step_ingest(name, dsn, workers, traced=traced)
         await database.drop_database(self.server_dsn, f"bench_ingest_{name}")
         return result
 
@@ -621,6 +658,20 @@ class Bench:
                 unordered,
                 "unordered",
                 at_least=0.8,
+            ),
+            Row(
+                "ingest, tracing on (all sampled)",
+                r["ingest_traced"]["max"]["rate"],
+                "/s",
+                ingest,
+                "off",
+            ),
+            Row(
+                "delivery, tracing on (all sampled)",
+                r["delivery_traced"]["rate"],
+                "/s",
+                unordered,
+                "off",
             ),
             Row(
                 f"ingest, {old}",

@@ -5,6 +5,7 @@ Both directions are batched: one statement claims many rows, one transaction fin
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ import asyncpg
 import sql
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery
+from service.core import tracing
 from service.core.changes import Change, changes_from
 from service.core.database import Pool
 from service.core.statuses import DeliveryStatus, FailureReason
+from service.core.tracing import TraceContext
 
 Q = sql.load_queries("queue")
 
@@ -48,7 +51,20 @@ async def claim(
         lease_seconds,
         worker_id,
     )
-    return [_delivery(row) for row in rows]
+    deliveries = [_delivery(row) for row in rows]
+    if tracing.enabled() and deliveries:
+        deliveries = await _with_trace_contexts(pool, deliveries)
+    return deliveries
+
+
+async def _with_trace_contexts(pool: Pool, deliveries: list[Delivery]) -> list[Delivery]:
+    """Each delivery with the trace context its echo stored (one more query, tracing only)."""
+    ids = [uuid.UUID(d.notification_id) for d in deliveries]
+    rows = await pool.fetch(Q["trace_contexts"], ids)
+    stored = {
+        str(r["notification_id"]): TraceContext(r["traceparent"], r["tracestate"]) for r in rows
+    }
+    return [dataclasses.replace(d, trace_context=stored.get(d.notification_id)) for d in deliveries]
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:

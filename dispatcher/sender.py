@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
+from service.core import tracing
 from service.core.egress import blocked_cause
 from service.core.encryption import Keyring
+from service.core.notification_types import type_name
 from service.core.signing import signature_header
 from service.core.statuses import FailureReason
 from service.core.stored_secrets import callback_row
+from service.core.tracing import TraceContext
 
 RESPONSE_BODY_LIMIT = 4096
 
@@ -37,6 +41,7 @@ class Delivery:
     subject: str
     partner_id: str = ""
     accepted_at: datetime | None = None
+    trace_context: TraceContext | None = None  # read only while tracing is on
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,34 @@ class Sender:
         return tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
 
     async def attempt(self, delivery: Delivery) -> AttemptResult:
+        if tracing.enabled():
+            return await self._traced_attempt(delivery)
+        return await self._attempt(delivery, {})
+
+    async def _traced_attempt(self, delivery: Delivery) -> AttemptResult:
+        """The attempt as a span of the notification's trace; the partner receives its
+        ``traceparent``, so a partner who traces joins the same trace."""
+        with tracing.tracer().start_as_current_span(
+            f"deliver {type_name(delivery.notification_type)}",
+            context=tracing.parent_of(delivery.trace_context),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "callbackhub.partner_id": delivery.partner_id,
+                "callbackhub.notification_type": delivery.notification_type,
+                "callbackhub.notification_id": delivery.notification_id,
+                "callbackhub.attempt": delivery.attempt,
+            },
+        ) as span:
+            result = await self._attempt(delivery, tracing.span_headers(span))
+            _describe_in(span, result)
+            return result
+
+    async def _attempt(self, delivery: Delivery, extra_headers: dict[str, str]) -> AttemptResult:
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         timestamp = int(started_at.timestamp())
         headers = request_headers(delivery, self._user_agent, timestamp, self._secrets(delivery))
+        headers.update(extra_headers)
         result = await self._send(delivery, headers, started_at, clock)
         if result.blocked:  # nothing left callbackhub
             return result
@@ -192,6 +221,17 @@ def internal_error(delivery: Delivery, started_at: datetime, error: BaseExceptio
         error=f"internal_error: {type(error).__name__}",
         failure=FailureReason.INTERNAL_ERROR,
     )
+
+
+def _describe_in(span: Span, result: AttemptResult) -> None:
+    """What the attempt span says about the attempt: the answer, the outcome, why it failed."""
+    if result.status is not None:
+        span.set_attribute("http.response.status_code", result.status)
+    span.set_attribute("callbackhub.outcome", "succeeded" if result.succeeded else "failed")
+    if not result.succeeded:
+        reason = result.failure or FailureReason.HTTP_ERROR
+        span.set_attribute("callbackhub.failure_reason", reason.value)
+        span.set_status(StatusCode.ERROR, (result.error or f"HTTP {result.status}")[:200])
 
 
 def _unanswered(

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from opentelemetry import context as otel_context
 from prometheus_client import generate_latest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
@@ -25,6 +27,7 @@ from dispatcher.listener import listen_forever
 from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
+from service.core import tracing
 from service.core.changes import log_changes
 from service.core.database import DATABASE_DOWN, create_pool
 from service.core.egress import guarded_connector
@@ -110,7 +113,10 @@ class Dispatcher:
         limits = self._limits()
         if limits.total <= 0:
             return False
+        started = time.time_ns()
         deliveries = await queue.claim(self._pool, limits, self.lease_seconds, self.worker_id)
+        if tracing.enabled() and deliveries:
+            _record_claim_span(started, deliveries)
         for delivery in deliveries:
             self._start(delivery)
         return len(deliveries) == limits.total and not self._stopping
@@ -239,6 +245,18 @@ async def _wait_quietly(tasks: list[asyncio.Task[None]]) -> None:
             await task
 
 
+def _record_claim_span(started_ns: int, deliveries: list[Delivery]) -> None:
+    """The claim as a span of its own, linked to each notification it carried."""
+    span = tracing.tracer().start_span(
+        "claim deliveries",
+        context=otel_context.Context(),
+        links=tracing.links_to(d.trace_context for d in deliveries),
+        start_time=started_ns,
+        attributes={"callbackhub.claim.size": len(deliveries)},
+    )
+    span.end()
+
+
 async def _run_until_signalled(settings: Settings, dsn: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -277,6 +295,7 @@ async def _serve_metrics(settings: Settings) -> web.AppRunner | None:
 
 def run_standalone(settings: Settings, dsn: str) -> int:
     """``callbackhub dispatcher``: deliver until SIGTERM, then exit 0."""
+    tracing.configure()
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(_run_until_signalled(settings, dsn))
     return 0

@@ -19,6 +19,7 @@ from aiohttp import web
 from dispatcher.worker import Dispatcher
 from service.api.app import create_app
 from service.api.tokens import ensure_jwt_secret
+from service.core import tracing
 from service.core.database import database_url
 from service.core.logs import configure_logging
 from service.core.runtime import freeze_startup_objects, loop_factory
@@ -86,6 +87,7 @@ def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int
 
 
 def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) -> None:
+    tracing.configure()  # in each process: an exporter thread does not survive a spawn
     app = build_app(settings, dsn, with_dispatcher=with_dispatcher)
     app.on_startup.append(_freeze_startup_objects)  # after the pool and dispatcher started
     log.info(

@@ -355,6 +355,22 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.store_notifications_v2(p_ids uuid[], p_partners uuid[], p_types integer[], p_subjects uuid[], p_payloads bytea[], p_keys text[], p_hashes bytea[], p_key_ttl double precision, p_traceparents text[], p_tracestates text[]) RETURNS TABLE(item integer, outcome text, stored_id uuid)
+    LANGUAGE sql
+    AS $$
+    WITH stored AS MATERIALIZED (
+        SELECT * FROM store_notifications_v1(p_ids, p_partners, p_types, p_subjects, p_payloads,
+                                             p_keys, p_hashes, p_key_ttl)
+    ), traced AS (
+        INSERT INTO notification_traces (notification_id, traceparent, tracestate)
+        SELECT s.stored_id, p_traceparents[s.item], p_tracestates[s.item]
+        FROM stored s
+        WHERE s.outcome = 'stored' AND p_traceparents[s.item] IS NOT NULL
+        ON CONFLICT DO NOTHING
+    )
+    SELECT item, outcome, stored_id FROM stored;
+$$;
+
 CREATE TABLE public.audit_events (
     id bigint NOT NULL,
     at timestamp with time zone DEFAULT now() NOT NULL,
@@ -445,6 +461,12 @@ CREATE TABLE public.idempotency_keys (
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE public.notification_traces (
+    notification_id uuid NOT NULL,
+    traceparent text NOT NULL,
+    tracestate text
+);
+
 CREATE TABLE public.notification_types (
     id integer NOT NULL,
     name text NOT NULL
@@ -520,6 +542,9 @@ ALTER TABLE ONLY public.delivery_attempts
 ALTER TABLE ONLY public.idempotency_keys
     ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (partner_id, key);
 
+ALTER TABLE ONLY public.notification_traces
+    ADD CONSTRAINT notification_traces_pkey PRIMARY KEY (notification_id);
+
 ALTER TABLE ONLY public.notification_types
     ADD CONSTRAINT notification_types_name_key UNIQUE (name);
 
@@ -583,6 +608,9 @@ ALTER TABLE ONLY public.deliveries
 
 ALTER TABLE ONLY public.delivery_attempts
     ADD CONSTRAINT delivery_attempts_notification_id_fkey FOREIGN KEY (notification_id) REFERENCES public.notifications(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.notification_traces
+    ADD CONSTRAINT notification_traces_notification_id_fkey FOREIGN KEY (notification_id) REFERENCES public.notifications(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT notifications_notification_type_fkey FOREIGN KEY (notification_type) REFERENCES public.notification_types(id);

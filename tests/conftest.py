@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.support.e2e_fixtures",
     "tests.support.portal",
     "tests.support.browser",
+    "tests.support.spans",
 ]
 
 

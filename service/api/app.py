@@ -13,9 +13,11 @@ from service.api.app_keys import DSN, KEYRING, NOTIFICATION_WRITER, POOL, SETTIN
 from service.api.problems import problem_middleware
 from service.api.request_ids import assign_request_id
 from service.api.request_metrics import count_requests
+from service.api.request_spans import trace_requests
 from service.api.routes import ROUTES
 from service.api.tokens import TokenVerifier
 from service.api.views import docs
+from service.core import tracing
 from service.core.database import create_pool
 from service.core.encryption import load_keyring
 from service.core.migrations import migrate
@@ -28,10 +30,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, dsn: str) -> web.Application:
     """The API; the settings must name encryption keys (``ensure_encryption_keys``)."""
-    app = web.Application(
-        middlewares=[assign_request_id, count_requests, problem_middleware],
-        client_max_size=settings.max_body_bytes,
-    )
+    middlewares = [assign_request_id, count_requests, problem_middleware]
+    if tracing.enabled():  # no cost at all while tracing is off
+        middlewares.insert(1, trace_requests)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[KEYRING] = load_keyring(settings)
     app[DSN] = dsn

@@ -25,6 +25,7 @@ from service.core.schemas import (
     NotificationSummary,
 )
 from service.core.statuses import DeliveryStatus
+from service.core.tracing import trace_id_of
 
 Q = sql.load_queries("deliveries")
 
@@ -94,6 +95,7 @@ async def get_notification(
     return NotificationDetail(
         **_summary_fields(row, blockers.get(notification_id)),
         sequence=row["sequence"],
+        trace_id=trace_id_of(row["traceparent"]),
         payload=_payload(bytes(row["payload"])),
         attempt_log=[Attempt.model_validate(dict(a)) for a in attempts],
     )

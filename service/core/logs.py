@@ -14,6 +14,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from service.core import tracing
+
 # The id of the API request being handled, set by the API's middleware; every log line written
 # while it runs carries it, as does the audit record of what it changed.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -28,7 +30,8 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 def _stamp_request_id(
     factory: Callable[..., logging.LogRecord],
 ) -> Callable[..., logging.LogRecord]:
-    """A record factory that adds the current request's id when the record is made (in the
+    """A record factory that adds the current request's id, and the active span's trace and
+    span ids while tracing is on, when the record is made (in the
     request's own context, whenever the handler formats it)."""
 
     def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -36,6 +39,8 @@ def _stamp_request_id(
         request_id = request_id_var.get()
         if request_id is not None:
             record.request_id = request_id
+        if tracing.enabled():
+            record.__dict__.update(tracing.log_ids())
         return record
 
     make_record.stamps_request_id = True  # type: ignore[attr-defined]

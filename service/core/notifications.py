@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import asyncpg
+from opentelemetry import context as otel_context
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 import sql
+from service.core import tracing
 from service.core.database import Pool
 from service.core.errors import (
     CallbackDisabled,
@@ -30,6 +32,7 @@ from service.core.errors import (
     Problem,
 )
 from service.core.ids import uuid7_batch
+from service.core.tracing import TraceContext
 
 log = logging.getLogger(__name__)
 Q = sql.load_queries("notifications")
@@ -45,6 +48,7 @@ class NewNotification:
     subject: uuid.UUID
     payload: bytes
     idempotency_key: str | None = None
+    trace_context: TraceContext | None = None  # only while tracing is on
 
     def request_hash(self) -> bytes:
         digest = hashlib.sha256(str(self.notification_type).encode())
@@ -142,23 +146,47 @@ class NotificationWriter:
         take the Idempotency-Keys, number the subjects and insert, committed in one round trip.
         A fresh notification id per attempt: a retried batch stored nothing the first time."""
         notifications = [item.notification for item in batch]
-        connection = await self._pool.acquire()
-        try:
-            rows = await connection.fetch(
-                Q["store_notifications"],
-                uuid7_batch(len(batch)),
-                [n.partner_id for n in notifications],
-                [n.notification_type for n in notifications],
-                [n.subject for n in notifications],
-                [n.payload for n in notifications],
-                [n.idempotency_key for n in notifications],
-                [item.request_hash for item in batch],
-                self._idempotency_ttl,
-            )
-        finally:
-            await _release(self._pool, connection)
+        arguments = [
+            uuid7_batch(len(batch)),
+            [n.partner_id for n in notifications],
+            [n.notification_type for n in notifications],
+            [n.subject for n in notifications],
+            [n.payload for n in notifications],
+            [n.idempotency_key for n in notifications],
+            [item.request_hash for item in batch],
+            self._idempotency_ttl,
+        ]
+        if tracing.enabled():
+            rows = await self._store_traced(notifications, arguments)
+        else:
+            rows = await self._fetch(Q["store_notifications"], arguments)
         for row in rows:
             _answer(batch[row["item"] - 1], row["outcome"], row["stored_id"])
+
+    async def _fetch(self, query: str, arguments: list[object]) -> list[asyncpg.Record]:
+        connection = await self._pool.acquire()
+        try:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *arguments)
+        finally:
+            await _release(self._pool, connection)
+        return rows
+
+    async def _store_traced(
+        self, notifications: list[NewNotification], arguments: list[object]
+    ) -> list[asyncpg.Record]:
+        """The batch as a span linked to each echo's span, stored with each one's context."""
+        contexts = [n.trace_context for n in notifications]
+        with tracing.tracer().start_as_current_span(
+            "store notifications",
+            context=otel_context.Context(),  # its own trace: it has many parents, linked
+            links=tracing.links_to(contexts),
+            attributes={"callbackhub.batch.size": len(notifications)},
+        ):
+            traced = [
+                [c.traceparent if c else None for c in contexts],
+                [c.tracestate if c else None for c in contexts],
+            ]
+            return await self._fetch(Q["store_traced_notifications"], arguments + traced)
 
 
 async def _release(pool: Pool, connection: asyncpg.Connection) -> None:

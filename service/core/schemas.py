@@ -164,6 +164,9 @@ class Attempt(ApiModel):
 
 class NotificationDetail(NotificationSummary):
     sequence: int = Field(description="sent as webhook-sequence: its place among its subject's")
+    trace_id: str | None = Field(
+        default=None, description="the W3C trace id its attempts belong to (tracing on)"
+    )
     payload: Any
     attempt_log: list[Attempt]
 

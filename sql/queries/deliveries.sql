@@ -35,8 +35,9 @@ JOIN deliveries w ON w.notification_id = w_id.id;
 -- name: get_notification
 SELECT d.notification_id, d.notification_type, d.status, d.attempts, d.created_at,
        d.last_attempt_at, d.next_attempt_at, d.delivered_at, d.failure_reason,
-       d.callback_id, d.subject, d.sequence, d.ordered, n.payload
+       d.callback_id, d.subject, d.sequence, d.ordered, n.payload, t.traceparent
 FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+LEFT JOIN notification_traces t ON t.notification_id = d.notification_id
 WHERE d.partner_id = $1 AND d.notification_id = $2;
 
 -- name: list_attempts

@@ -55,3 +55,8 @@ FROM finish_attempts_v3($1::uuid[], $2::integer[], $3::timestamptz[], $4::intege
                         $5::integer[], $6::text[], $7::text[], $8::text[], $9::text[],
                         $10::float8[], $11::text[], $12::bigint[], $13::uuid[], $14::bigint[],
                         $15::bigint[], $16::bigint[], $17::float8);
+
+-- name: trace_contexts
+-- The trace contexts stored with these notifications (read only while tracing is on).
+SELECT notification_id, traceparent, tracestate
+FROM notification_traces WHERE notification_id = ANY ($1::uuid[]);

@@ -14,6 +14,7 @@ from service.api.auth import Caller
 from service.api.parsing import field_errors, parse_json, path_int, read_json_body
 from service.api.routes import route
 from service.api.tokens import Scope
+from service.core import tracing
 from service.core.callbacks import ensure_supported_type
 from service.core.errors import BadRequest, ValidationFailed
 from service.core.metrics import notifications_accepted
@@ -88,7 +89,10 @@ async def emit(
         payload = NOTIFICATION_TYPES[notification_type].model_validate_json(raw)
     except ValidationError as error:
         raise ValidationFailed(errors=_payload_errors(error, data)) from None
-    notification = NewNotification(partner_id, notification_type, payload.subject, raw, key)
+    trace_context = tracing.current_context() if tracing.enabled() else None
+    notification = NewNotification(
+        partner_id, notification_type, payload.subject, raw, key, trace_context
+    )
     writer: NotificationWriter = resources[NOTIFICATION_WRITER]
     settings: Settings = resources[SETTINGS]
     accepted = await writer.accept(notification)
