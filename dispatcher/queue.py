@@ -78,6 +78,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         url=row["url"],
         payload=bytes(row["payload"]),
         sealed_secrets=sealed,
+        sealed_credentials=row["sealed_credentials"],
         attempt=row["attempts"],
         round_attempt=row["round_attempts"],
         sequence=row["sequence"],

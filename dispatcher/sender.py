@@ -12,6 +12,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from service.core import tracing
+from service.core.delivery_options import Credentials, open_credentials
 from service.core.egress import blocked_cause
 from service.core.encryption import Keyring
 from service.core.notification_types import type_name
@@ -34,6 +35,7 @@ class Delivery:
     payload: bytes
     # As stored: sealed (service.core.encryption); opened by the sender for each attempt.
     sealed_secrets: tuple[str, ...]
+    sealed_credentials: str | None  # custom headers and Authorization (delivery_options)
     attempt: int
     round_attempt: int
     sequence: int
@@ -104,6 +106,14 @@ class Sender:
         row = callback_row(delivery.partner_id, delivery.notification_type)
         return tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
 
+    def _credentials(self, delivery: Delivery) -> Credentials:
+        return open_credentials(
+            self._keyring,
+            delivery.sealed_credentials,
+            delivery.partner_id,
+            delivery.notification_type,
+        )
+
     async def attempt(self, delivery: Delivery) -> AttemptResult:
         if tracing.enabled():
             return await self._traced_attempt(delivery)
@@ -132,6 +142,8 @@ class Sender:
         clock = time.monotonic()
         timestamp = int(started_at.timestamp())
         headers = request_headers(delivery, self._user_agent, timestamp, self._secrets(delivery))
+        if delivery.sealed_credentials is not None:  # the callback's own headers, at one place
+            headers.update(self._credentials(delivery).request_headers())
         headers.update(extra_headers)
         result = await self._send(delivery, headers, started_at, clock)
         if result.blocked:  # nothing left callbackhub

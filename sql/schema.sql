@@ -407,6 +407,8 @@ CREATE TABLE public.callbacks (
     disabled_reason text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivery_options jsonb DEFAULT '{}'::jsonb NOT NULL,
+    sealed_credentials text,
     CONSTRAINT callbacks_disabled_reason_check CHECK ((disabled_reason = ANY (ARRAY['disabled_by_user'::text, 'gone'::text, 'failing'::text]))),
     CONSTRAINT callbacks_url_check CHECK ((length(url) <= 2048))
 );

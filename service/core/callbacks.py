@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 import sql
-from service.core import audit
+from service.core import audit, delivery_options
 from service.core.audit import Actor, AuditAction
 from service.core.callback_health import disable_callbacks
 from service.core.database import Pool, retry_on_conflict
+from service.core.delivery_options import (
+    Credentials,
+    DeliveryOptions,
+    open_credentials,
+    seal_credentials,
+    with_signing_secret,
+)
 from service.core.encryption import Keyring
-from service.core.errors import CallbackNotFound, PartnerNotFound, ValidationFailed
+from service.core.errors import CallbackNotFound, Conflict, PartnerNotFound, ValidationFailed
 from service.core.notification_types import ORDERED_BY_DEFAULT, payload_model, type_name
 from service.core.ordering import lock_partner_subjects
 from service.core.partners import ensure_partner
-from service.core.schemas import Callback, CallbackCreated, CallbackPage, CallbackUpdate
+from service.core.schemas import (
+    Callback,
+    CallbackCreated,
+    CallbackPage,
+    CallbackUpdate,
+    SigningSecret,
+)
 from service.core.settings import Settings
-from service.core.signing import new_signing_secret
+from service.core.signing import ED25519, HMAC, new_signing_secret, public_key
 from service.core.statuses import DisabledReason
 from service.core.stored_secrets import callback_row
 from service.core.url_guard import UrlRejected, check_url_destination, check_url_syntax
@@ -34,6 +48,7 @@ def ensure_supported_type(notification_type: int) -> None:
 
 
 def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
+    options = DeliveryOptions.from_json(row["delivery_options"])
     return Callback(
         partner_unique_id=row["partner_id"],
         notification_type=row["notification_type"],
@@ -43,6 +58,10 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
         description=row["description"],
         ordered_delivery=row["ordered_delivery"],
         disabled_reason=row["disabled_reason"],
+        headers=options.masked_headers(),
+        auth=options.masked_auth(),
+        signature=options.signature,
+        public_key=options.public_key,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -64,6 +83,7 @@ _AUDITED = {
     "enabled": "enabled",
     "description": "description",
     "ordered_delivery": "orderedDelivery",
+    "delivery_options": "deliveryOptions",  # header names, auth type, signature: no secrets
 }
 
 
@@ -75,16 +95,23 @@ async def upsert_callback(
     notification_type: int,
     update: CallbackUpdate,
     actor: Actor,
+    overlap_seconds: float,
 ) -> tuple[Callback, bool]:
     """Create or update the callback; returns it and whether it was created.
 
     Disabling it fails its pending notifications (they can be redelivered once it is enabled).
+    Changing its signature kind rotates to a key of the new kind, with the usual overlap.
     """
     ensure_supported_type(notification_type)
-    secret = new_signing_secret()
-    sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
     async with pool.acquire() as connection, connection.transaction():
         before = await connection.fetchrow(Q["lock_callback"], partner_id, notification_type)
+        opened = _credentials_before(keyring, before, partner_id, notification_type)
+        options, credentials = _options_after(before, opened, update)
+        kind = options.signature
+        secret = new_signing_secret(kind)
+        sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
+        if before is None:
+            options = with_signing_secret(options, secret)
         try:
             row = await connection.fetchrow(
                 Q["upsert_callback"],
@@ -96,18 +123,55 @@ async def upsert_callback(
                 update.ordered_delivery,
                 notification_type in ORDERED_BY_DEFAULT,
                 sealed,
+                options.as_json(),
+                seal_credentials(keyring, credentials, partner_id, notification_type),
             )
         except asyncpg.ForeignKeyViolationError:
             raise PartnerNotFound() from None
         assert row is not None
+        if (
+            before is not None
+            and DeliveryOptions.from_json(before["delivery_options"]).signature != kind
+        ):
+            rotation = Rotation(partner_id, notification_type, overlap_seconds, secret)
+            await _rotate(connection, keyring, rotation, actor)
+            row = dict(row) | dict(
+                await get_callback_row(connection, partner_id, notification_type)
+            )
         if not update.enabled and not row["created"]:
             await disable_callbacks(connection, [row["id"]], DisabledReason.DISABLED_BY_USER)
             disabled = await get_callback_row(connection, partner_id, notification_type)
             row = dict(row) | dict(disabled)
-        await _audit_upsert(connection, actor, before, row)
+        await _audit_upsert(connection, actor, before, row, _secrets_changed(opened, credentials))
     if row["created"]:
-        return CallbackCreated(**_callback(row).model_dump(), signing_secret=secret), True
+        shown = secret if kind == HMAC else None  # an ed25519 private key never leaves
+        return CallbackCreated(**_callback(row).model_dump(), signing_secret=shown), True
     return _callback(row), False
+
+
+def _secrets_changed(before: Credentials, after: Credentials) -> list[str]:
+    """Which secret parts an update changed, named but never shown."""
+    changed = []
+    if before.headers != after.headers:
+        changed.append("headerValues")
+    if before.authorization != after.authorization:
+        changed.append("authorization")
+    return changed
+
+
+def _credentials_before(
+    keyring: Keyring, before: asyncpg.Record | None, partner_id: uuid.UUID, notification_type: int
+) -> Credentials:
+    if before is None:
+        return Credentials()
+    return open_credentials(keyring, before["sealed_credentials"], partner_id, notification_type)
+
+
+def _options_after(
+    before: asyncpg.Record | None, opened: Credentials, update: CallbackUpdate
+) -> tuple[DeliveryOptions, Credentials]:
+    current = DeliveryOptions.from_json(before["delivery_options"] if before else None)
+    return delivery_options.updated(current, opened, update)
 
 
 async def _audit_upsert(
@@ -115,6 +179,7 @@ async def _audit_upsert(
     actor: Actor,
     before: asyncpg.Record | None,
     after: asyncpg.Record | dict[str, Any],
+    secrets_changed: list[str],
 ) -> None:
     partner_id, notification_type = after["partner_id"], after["notification_type"]
     if before is None:
@@ -130,7 +195,7 @@ async def _audit_upsert(
         AuditAction.CALLBACK_UPDATED,
         partner_id,
         notification_type,
-        {"changes": changes},
+        {"changes": changes} | ({"secretsChanged": secrets_changed} if secrets_changed else {}),
     )
     if "enabled" in changes:
         action = AuditAction.CALLBACK_ENABLED if after["enabled"] else AuditAction.CALLBACK_DISABLED
@@ -155,9 +220,15 @@ async def get_callback(pool: Pool, partner_id: uuid.UUID, notification_type: int
 async def reveal_signing_secret(
     pool: Pool, keyring: Keyring, partner_id: uuid.UUID, notification_type: int, actor: Actor
 ) -> str:
-    """The signing secret in clear; that it was revealed, and to whom, goes in the audit trail."""
+    """The signing secret in clear; that it was revealed, and to whom, goes in the audit trail.
+    An ed25519 callback has none to reveal: its private key never leaves callbackhub."""
     async with pool.acquire() as connection, connection.transaction():
         row = await get_callback_row(connection, partner_id, notification_type)
+        if DeliveryOptions.from_json(row["delivery_options"]).signature == ED25519:
+            raise Conflict(
+                "this callback signs with ed25519: verify with the publicKey of the callback; "
+                "its private key never leaves callbackhub"
+            )
         await audit.record(
             connection, actor, AuditAction.SECRET_REVEALED, partner_id, notification_type
         )
@@ -193,6 +264,37 @@ async def delete_callback(
         )
 
 
+@dataclass(frozen=True)
+class Rotation:
+    partner_id: uuid.UUID
+    notification_type: int
+    overlap_seconds: float
+    secret: str  # the new one, of the kind that signs from now on
+
+
+async def _rotate(
+    connection: asyncpg.Connection, keyring: Keyring, rotation: Rotation, actor: Actor
+) -> None:
+    """The new secret signs; the old one keeps signing next to it for the overlap."""
+    partner_id, notification_type = rotation.partner_id, rotation.notification_type
+    sealed = keyring.seal(rotation.secret, callback_row(partner_id, notification_type))
+    signs = with_signing_secret(DeliveryOptions(), rotation.secret)
+    patch = {"signature": signs.signature, "publicKey": signs.public_key}
+    expires_at = await connection.fetchval(
+        Q["rotate_secret"], partner_id, notification_type, rotation.overlap_seconds, sealed, patch
+    )
+    if expires_at is None:
+        await get_callback_row(connection, partner_id, notification_type)
+    await audit.record(
+        connection,
+        actor,
+        AuditAction.SECRET_ROTATED,
+        partner_id,
+        notification_type,
+        {"previousSecretExpiresAt": expires_at.isoformat(), "signature": signs.signature},
+    )
+
+
 async def rotate_signing_secret(
     pool: Pool,
     keyring: Keyring,
@@ -200,22 +302,18 @@ async def rotate_signing_secret(
     notification_type: int,
     overlap_seconds: float,
     actor: Actor,
-) -> str:
-    """A new secret; the old one keeps signing next to it for ``overlap_seconds``."""
-    secret = new_signing_secret()
-    sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
+) -> SigningSecret:
+    """A new secret of the callback's kind; the old one keeps signing next to it for
+    ``overlap_seconds``. An ed25519 callback shows only its new public key."""
     async with pool.acquire() as connection, connection.transaction():
-        expires_at = await connection.fetchval(
-            Q["rotate_secret"], partner_id, notification_type, overlap_seconds, sealed
-        )
-        if expires_at is None:
-            await get_callback_row(connection, partner_id, notification_type)
-        await audit.record(
-            connection,
-            actor,
-            AuditAction.SECRET_ROTATED,
-            partner_id,
-            notification_type,
-            {"previousSecretExpiresAt": expires_at.isoformat()},
-        )
-    return secret
+        row = await connection.fetchrow(Q["lock_callback"], partner_id, notification_type)
+        if row is None:
+            await get_callback_row(connection, partner_id, notification_type)  # raises
+        assert row is not None
+        kind = DeliveryOptions.from_json(row["delivery_options"]).signature
+        secret = new_signing_secret(kind)
+        rotation = Rotation(partner_id, notification_type, overlap_seconds, secret)
+        await _rotate(connection, keyring, rotation, actor)
+    if kind == HMAC:
+        return SigningSecret(signing_secret=secret)
+    return SigningSecret(signing_secret=None, public_key=public_key(secret))

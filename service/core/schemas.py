@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 from service.core.notification_types import publish_no_nul
@@ -60,12 +68,73 @@ class NotificationTypeList(ApiModel):
     items: list[NotificationTypeInfo]
 
 
+class BasicAuth(ApiModel):
+    type: Literal["basic"]
+    username: str = Field(min_length=1, max_length=200, pattern=r"^[^:\x00-\x1f\x7f]+$")
+    password: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class BearerAuth(ApiModel):
+    type: Literal["bearer"]
+    token: str = Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")
+
+
+OutboundAuth = Annotated[BasicAuth | BearerAuth, Field(discriminator="type")]
+# Headers callbackhub sets itself, which a callback cannot replace (and webhook-* besides).
+RESERVED_HEADERS = (
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "notification-type-id",
+    "traceparent",
+    "tracestate",
+    "transfer-encoding",
+    "connection",
+)
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# An HTTP token (RFC 9110) that is not one of the reserved names: the published schema says
+# exactly what Callback Update accepts.
+HEADER_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}"  # noqa: S105 - the RFC 9110 token grammar
+HEADER_NAME = (
+    "^(?!(?:" + "|".join(_any_case(name) for name in RESERVED_HEADERS) + ")$)"
+    "(?!" + _any_case("webhook-") + ")" + HEADER_TOKEN + "$"
+)
+HEADER_VALUE = r"^[^\r\n\x00]*$"
+# Checked by service.core.delivery_options, with a message per header; published as it checks.
+HeaderMap = Annotated[
+    dict[str, str],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": 20,
+            "propertyNames": {"pattern": HEADER_NAME},
+            "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": HEADER_VALUE},
+        }
+    ),
+]
+
+
 class CallbackUpdate(ApiModel):
     # An absolute http(s) URL; checked in full by ``service.core.url_guard``.
     url: str = Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})
     enabled: bool = True
     description: str | None = Field(default=None, max_length=1000)
     ordered_delivery: bool | None = None
+    # Delivery options (service.core.delivery_options): left out, an option keeps its value;
+    # null removes it. Header values and credentials are stored sealed, shown masked.
+    headers: HeaderMap | None = Field(
+        default=None,
+        max_length=20,
+        description="sent with every attempt; names are HTTP tokens, values at most 4096 chars",
+    )
+    auth: OutboundAuth | None = None
+    signature: Literal["hmac-sha256", "ed25519"] | None = None
 
 
 class Callback(ApiModel):
@@ -77,12 +146,21 @@ class Callback(ApiModel):
     description: str | None
     ordered_delivery: bool
     disabled_reason: DisabledReason | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="values masked")
+    auth: dict[str, str] | None = Field(default=None, description="secrets masked")
+    signature: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    public_key: str | None = Field(
+        default=None, description="ed25519: what the partner verifies signatures with (whpk_…)"
+    )
     created_at: datetime
     updated_at: datetime
 
 
 class CallbackCreated(Callback):
-    signing_secret: str
+    signing_secret: str | None = Field(
+        description="hmac-sha256: the secret the partner verifies with; ed25519: null (see "
+        "publicKey: the private key never leaves callbackhub)"
+    )
 
 
 class CallbackPage(ApiModel):
@@ -93,7 +171,8 @@ class CallbackPage(ApiModel):
 
 
 class SigningSecret(ApiModel):
-    signing_secret: str
+    signing_secret: str | None = Field(description="null for ed25519 (see publicKey)")
+    public_key: str | None = None
 
 
 class EchoAccepted(ApiModel):

@@ -28,6 +28,19 @@ Q = sql.load_queries("stored_secrets")
 BATCH = 500
 
 
+# The order of reseal_callback_secrets' arguments.
+_RESEAL_ARGUMENTS = (
+    "id",
+    "old signing_secret",
+    "new signing_secret",
+    "old previous_secret",
+    "new previous_secret",
+    "old sealed_credentials",
+    "new sealed_credentials",
+)
+CREDENTIALS_SUFFIX = "#credentials"
+
+
 def callback_row(partner_id: uuid.UUID | str, notification_type: int) -> str:
     """The associated data of a callback's secrets."""
     return f"callbacks/{partner_id}/{notification_type}"
@@ -37,8 +50,11 @@ async def check_keys_open_stored_secrets(pool: Pool, keyring: Keyring) -> None:
     """Open one stored secret per key id in use: a key missing from the configuration, or a
     wrong key under a known id, stops start-up here rather than failing deliveries later."""
     for row in await pool.fetch(Q["one_callback_secret_per_key"]):
+        context = callback_row(row["partner_id"], row["notification_type"])
+        if row["column_name"] == "credentials":
+            context += CREDENTIALS_SUFFIX
         try:
-            keyring.open(row["stored"], callback_row(row["partner_id"], row["notification_type"]))
+            keyring.open(row["stored"], context)
         except SecretUnreadable as error:
             raise EncryptionKeyError(
                 f"the encryption keys cannot open the stored secrets ({error}); configure the "
@@ -89,16 +105,20 @@ async def reseal(
 async def _reseal_batch(
     pool: Pool, keyring: Keyring, rows: list[asyncpg.Record], prefix: str
 ) -> int:
-    ids, old_signing, new_signing, old_previous, new_previous = [], [], [], [], []
+    columns: dict[str, list[object]] = {name: [] for name in _RESEAL_ARGUMENTS}
     for row in rows:
         context = callback_row(row["partner_id"], row["notification_type"])
-        ids.append(row["id"])
-        old_signing.append(row["signing_secret"])
-        new_signing.append(_resealed(keyring, row["signing_secret"], context, prefix))
-        old_previous.append(row["previous_secret"])
-        new_previous.append(_resealed(keyring, row["previous_secret"], context, prefix))
+        columns["id"].append(row["id"])
+        for column, suffix in (
+            ("signing_secret", ""),
+            ("previous_secret", ""),
+            ("sealed_credentials", CREDENTIALS_SUFFIX),
+        ):
+            columns[f"old {column}"].append(row[column])
+            resealed = _resealed(keyring, row[column], context + suffix, prefix)
+            columns[f"new {column}"].append(resealed)
     status = await pool.execute(
-        Q["reseal_callback_secrets"], ids, old_signing, new_signing, old_previous, new_previous
+        Q["reseal_callback_secrets"], *(columns[name] for name in _RESEAL_ARGUMENTS)
     )
     return int(status.split()[-1])
 

@@ -2,12 +2,17 @@
 -- Creates or updates; xmax = 0 tells an insert from an update. Enabling again clears the
 -- failure window so an old run of failures does not disable it at once. Disabling an existing
 -- callback is left to disable_callbacks_v1, which the caller runs next.
+-- $9 and $10 are the delivery options and sealed credentials after the update (the caller
+-- merged them with what was there).
 INSERT INTO callbacks (partner_id, notification_type, url, enabled, description,
-                       ordered_delivery, signing_secret, disabled_reason)
+                       ordered_delivery, signing_secret, disabled_reason, delivery_options,
+                       sealed_credentials)
 VALUES ($1, $2, $3, $4, $5, coalesce($6::boolean, $7::boolean), $8,
-        CASE WHEN $4 THEN NULL ELSE 'disabled_by_user' END)
+        CASE WHEN $4 THEN NULL ELSE 'disabled_by_user' END, $9, $10)
 ON CONFLICT (partner_id, notification_type) DO UPDATE SET
     url = excluded.url,
+    delivery_options = excluded.delivery_options,
+    sealed_credentials = excluded.sealed_credentials,
     enabled = callbacks.enabled OR excluded.enabled,
     description = excluded.description,
     ordered_delivery = coalesce($6::boolean, callbacks.ordered_delivery),
@@ -15,22 +20,25 @@ ON CONFLICT (partner_id, notification_type) DO UPDATE SET
     disabled_reason = CASE WHEN excluded.enabled THEN NULL ELSE callbacks.disabled_reason END,
     updated_at = now()
 RETURNING id, partner_id, notification_type, url, enabled, description, ordered_delivery,
-          disabled_reason, created_at, updated_at, (xmax = 0) AS created;
+          disabled_reason, delivery_options, signing_secret, created_at, updated_at,
+          (xmax = 0) AS created;
 
 -- name: lock_callback
 -- The row as it was before a change (for the audit trail), locked until the change commits.
-SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery
+SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
+       delivery_options, sealed_credentials, signing_secret
 FROM callbacks WHERE partner_id = $1 AND notification_type = $2
 FOR UPDATE;
 
 -- name: get_callback
 SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
-       disabled_reason, signing_secret, created_at, updated_at
+       disabled_reason, delivery_options, signing_secret, created_at, updated_at
 FROM callbacks WHERE partner_id = $1 AND notification_type = $2;
 
 -- name: list_callbacks
 SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
-       disabled_reason, created_at, updated_at, count(*) OVER () AS total
+       disabled_reason, delivery_options, signing_secret, created_at, updated_at,
+       count(*) OVER () AS total
 FROM callbacks WHERE partner_id = $1
 ORDER BY notification_type OFFSET $2 LIMIT $3;
 
@@ -51,6 +59,7 @@ UPDATE callbacks
 SET previous_secret = signing_secret,
     previous_secret_expires_at = now() + make_interval(secs => $3),
     signing_secret = $4,
+    delivery_options = delivery_options || $5::jsonb,
     updated_at = now()
 WHERE partner_id = $1 AND notification_type = $2
 RETURNING previous_secret_expires_at;

@@ -53,6 +53,7 @@ async def test_a_callback_change_records_who_what_before_and_after_and_the_reque
         "enabled": True,
         "description": None,
         "orderedDelivery": False,
+        "deliveryOptions": {"headerNames": [], "signature": "hmac-sha256"},
     }
     assert create["requestId"] == created.headers["X-Request-Id"]
     assert update["action"] == "callback.updated"

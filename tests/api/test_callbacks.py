@@ -27,6 +27,10 @@ CALLBACK_FIELDS = {
     "description",
     "orderedDelivery",
     "disabledReason",
+    "headers",
+    "auth",
+    "signature",
+    "publicKey",
     "createdAt",
     "updatedAt",
 }
@@ -272,7 +276,7 @@ async def test_secret_is_the_one_given_on_create(client: TestClient, partner: st
     created = await put_callback(client, partner, 1, status=201)
     response = await client.get(f"/partners/{partner}/callbacks/1/secret", headers=WRITE)
     assert response.status == 200
-    assert await response.json() == {"signingSecret": created["signingSecret"]}
+    assert await response.json() == {"signingSecret": created["signingSecret"], "publicKey": None}
 
 
 async def test_secret_needs_callbacks_write(client: TestClient, partner: str) -> None:

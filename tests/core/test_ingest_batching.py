@@ -42,7 +42,7 @@ async def _partner_with_callbacks(pool: Pool) -> uuid.UUID:
     for notification_type in (1, 2):
         update = CallbackUpdate(url="https://broker.example/hook")
         await upsert_callback(
-            pool, suite_keyring(), partner.partner_unique_id, notification_type, update, SYSTEM
+            pool, suite_keyring(), partner.partner_unique_id, notification_type, update, SYSTEM, 0
         )
     return partner.partner_unique_id
 

@@ -61,6 +61,8 @@ async def add_callback(
         ordered,
         False,
         secret(),
+        "{}",  # delivery options (jsonb, as text: this connection has no JSON codec)
+        None,  # sealed credentials
     )
     assert row is not None
     callback_id: int = row["id"]

@@ -44,9 +44,16 @@ async def update_callback(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     notification_type = _notification_type(request)
     update = await json_body(request, CallbackUpdate)
-    await callbacks.vet_url(update.url, request.app[SETTINGS])
+    settings = request.app[SETTINGS]
+    await callbacks.vet_url(update.url, settings)
     callback, created = await callbacks.upsert_callback(
-        request.app[POOL], request.app[KEYRING], partner_id, notification_type, update, caller.actor
+        request.app[POOL],
+        request.app[KEYRING],
+        partner_id,
+        notification_type,
+        update,
+        caller.actor,
+        settings.secret_rotation_overlap,
     )
     return web.json_response(callback.dump(), status=201 if created else 200)
 
@@ -103,11 +110,14 @@ async def get_callback(request: web.Request, caller: Caller) -> web.Response:
 @route(
     "GET",
     ONE + "/secret",
-    summary="The callback's signing secret (recorded in the audit trail)",
+    summary="The callback's signing secret (recorded in the audit trail; 409 for ed25519)",
     tag="callbacks",
     scope=WRITE,
     response=SigningSecret,
-    extra_statuses={404: "No such callback"},
+    extra_statuses={
+        404: "No such callback",
+        409: "The callback signs with ed25519: verify with its publicKey",
+    },
 )
 async def get_secret(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
@@ -131,7 +141,7 @@ async def rotate_secret(request: web.Request, caller: Caller) -> web.Response:
     partner_id = caller.partner_id
     notification_type = _notification_type(request)
     settings = request.app[SETTINGS]
-    secret = await callbacks.rotate_signing_secret(
+    rotated = await callbacks.rotate_signing_secret(
         request.app[POOL],
         request.app[KEYRING],
         partner_id,
@@ -139,4 +149,4 @@ async def rotate_secret(request: web.Request, caller: Caller) -> web.Response:
         settings.secret_rotation_overlap,
         caller.actor,
     )
-    return web.json_response(SigningSecret(signing_secret=secret).dump())
+    return web.json_response(rotated.dump())

@@ -134,6 +134,7 @@ async def save_callback(request: web.Request) -> web.StreamResponse:
             notification_type,
             update,
             actor_of(request),
+            request.config_dict[SETTINGS].secret_rotation_overlap,
         )
     except ValidationFailed as error:
         errors = {e["field"]: e["message"] for e in error.errors or []}
@@ -162,7 +163,7 @@ async def reveal_secret(request: web.Request) -> web.StreamResponse:
 async def rotate_secret(request: web.Request) -> web.StreamResponse:
     notification_type = notification_type_of(request)
     overlap = request.config_dict[SETTINGS].secret_rotation_overlap
-    secret = await callbacks.rotate_signing_secret(
+    rotated = await callbacks.rotate_signing_secret(
         request.config_dict[POOL],
         request.config_dict[KEYRING],
         partner_id_of(request),
@@ -170,6 +171,7 @@ async def rotate_secret(request: web.Request) -> web.StreamResponse:
         overlap,
         actor_of(request),
     )
+    secret = rotated.signing_secret
     notice = (
         f"Rotated. Requests are now signed with the new secret, and for {_overlap(overlap)} "
         "with the previous one too."

@@ -1,0 +1,179 @@
+"""Per-callback delivery options: custom headers, outbound authentication, the signature kind.
+
+What is not secret (header names, the auth type and username, the signature kind) is kept in
+``callbacks.delivery_options`` and shown in the callback object. What is (header values, the
+password or token) is sealed in ``callbacks.sealed_credentials`` as one JSON document holding
+the headers and the ``Authorization`` value ready to send; the callback object shows it masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from service.core.encryption import Keyring
+from service.core.errors import ValidationFailed
+from service.core.schemas import (
+    HEADER_TOKEN,
+    HEADER_VALUE,
+    RESERVED_HEADERS,
+    BasicAuth,
+    BearerAuth,
+    CallbackUpdate,
+)
+from service.core.signing import ED25519, HMAC, kind_of, public_key
+from service.core.stored_secrets import CREDENTIALS_SUFFIX, callback_row
+
+MASK = "••••"
+RESERVED = frozenset(RESERVED_HEADERS)
+RESERVED_PREFIX = "webhook-"
+MAX_VALUE = 4096
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """The options as stored in the clear, and as the callback object shows them."""
+
+    header_names: tuple[str, ...] = ()
+    auth: dict[str, str] | None = None  # {"type", "username"?}: never a secret
+    signature: str = HMAC
+    public_key: str | None = None  # ed25519: the current key's public half
+
+    def as_json(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {
+            "headerNames": list(self.header_names),
+            "signature": self.signature,
+        }
+        if self.auth is not None:
+            stored["auth"] = self.auth
+        if self.public_key is not None:
+            stored["publicKey"] = self.public_key
+        return stored
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any] | None) -> DeliveryOptions:
+        stored = stored or {}
+        return cls(
+            tuple(stored.get("headerNames", ())),
+            stored.get("auth"),
+            stored.get("signature", HMAC),
+            stored.get("publicKey"),
+        )
+
+    def masked_headers(self) -> dict[str, str]:
+        return {name: MASK for name in self.header_names}
+
+    def masked_auth(self) -> dict[str, str] | None:
+        if self.auth is None:
+            return None
+        secret = "password" if self.auth["type"] == "basic" else "token"
+        return self.auth | {secret: MASK}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The secret part: header values, and the Authorization value to send."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    authorization: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.headers and self.authorization is None
+
+    def request_headers(self) -> dict[str, str]:
+        sent = dict(self.headers)
+        if self.authorization is not None:
+            sent["Authorization"] = self.authorization
+        return sent
+
+
+def credentials_row(partner_id: uuid.UUID | str, notification_type: int) -> str:
+    """The associated data of a callback's sealed credentials (not its signing secrets')."""
+    return callback_row(partner_id, notification_type) + CREDENTIALS_SUFFIX
+
+
+def seal_credentials(
+    keyring: Keyring, credentials: Credentials, partner_id: uuid.UUID | str, notification_type: int
+) -> str | None:
+    if credentials.empty:
+        return None
+    document = json.dumps(
+        {"headers": credentials.headers, "authorization": credentials.authorization}
+    )
+    return keyring.seal(document, credentials_row(partner_id, notification_type))
+
+
+def open_credentials(
+    keyring: Keyring, sealed: str | None, partner_id: uuid.UUID | str, notification_type: int
+) -> Credentials:
+    if sealed is None:
+        return Credentials()
+    document = json.loads(keyring.open(sealed, credentials_row(partner_id, notification_type)))
+    return Credentials(document["headers"], document["authorization"])
+
+
+def _header_error(name: str, value: str, with_auth: bool, seen: set[str]) -> str | None:
+    lowered = name.lower()
+    if lowered in RESERVED or lowered.startswith(RESERVED_PREFIX):
+        return "callbackhub sets this header itself"
+    if not re.fullmatch(HEADER_TOKEN, name):
+        return "not an HTTP header name"
+    if lowered == "authorization" and with_auth:
+        return "set by auth; give one or the other"
+    if lowered in seen:
+        return "given twice (names are case-insensitive)"
+    if len(value) > MAX_VALUE or not re.fullmatch(HEADER_VALUE, value):
+        return f"at most {MAX_VALUE} characters, without CR, LF or NUL"
+    return None
+
+
+def _checked_headers(headers: dict[str, str], with_auth: bool) -> dict[str, str]:
+    errors: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for name, value in headers.items():
+        message = _header_error(name, value, with_auth, seen)
+        if message is not None:
+            errors.append({"field": f"headers.{name}", "message": message})
+        seen.add(name.lower())
+    if errors:
+        raise ValidationFailed(errors=errors)
+    return headers
+
+
+def _authorization(auth: BasicAuth | BearerAuth) -> tuple[dict[str, str], str]:
+    if isinstance(auth, BasicAuth):
+        pair = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode("ascii")
+        return {"type": "basic", "username": auth.username}, f"Basic {pair}"
+    return {"type": "bearer"}, f"Bearer {auth.token}"
+
+
+def updated(
+    options: DeliveryOptions, credentials: Credentials, update: CallbackUpdate
+) -> tuple[DeliveryOptions, Credentials]:
+    """The options after Callback Update: a field left out keeps its value, null removes it."""
+    given = update.model_fields_set
+    auth, authorization = options.auth, credentials.authorization
+    if "auth" in given:
+        auth, authorization = _authorization(update.auth) if update.auth else (None, None)
+    headers = credentials.headers
+    if "headers" in given:
+        headers = dict(update.headers or {})
+    _checked_headers(headers, with_auth=auth is not None)
+    signature = update.signature if update.signature is not None else options.signature
+    return (
+        DeliveryOptions(tuple(headers), auth, signature, options.public_key),
+        Credentials(headers, authorization),
+    )
+
+
+def with_signing_secret(options: DeliveryOptions, secret: str) -> DeliveryOptions:
+    """The options once ``secret`` signs: its kind, and for ed25519 its public key."""
+    kind = kind_of(secret)
+    return replace(
+        options, signature=kind, public_key=public_key(secret) if kind == ED25519 else None
+    )

@@ -1,0 +1,7 @@
+-- Per-callback delivery options: what is not secret in the clear (header names, the auth type
+-- and username, the signature kind), and the secret part sealed by the service (header
+-- values and the Authorization value; service.core.delivery_options). An Ed25519 callback's
+-- private key is its signing_secret (whsk_…), sealed like any other.
+ALTER TABLE callbacks
+    ADD COLUMN delivery_options jsonb NOT NULL DEFAULT '{}',
+    ADD COLUMN sealed_credentials text;
