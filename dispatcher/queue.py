@@ -18,6 +18,7 @@ from dispatcher.sender import AttemptResult, Delivery
 from service.core import tracing
 from service.core.changes import Change, changes_from
 from service.core.database import Pool
+from service.core.delivery_options import DeliveryOptions
 from service.core.statuses import DeliveryStatus, FailureReason
 from service.core.tracing import TraceContext
 
@@ -79,6 +80,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         payload=bytes(row["payload"]),
         sealed_secrets=sealed,
         sealed_credentials=row["sealed_credentials"],
+        options=DeliveryOptions.from_json(row["delivery_options"]),
         attempt=row["attempts"],
         round_attempt=row["round_attempts"],
         sequence=row["sequence"],

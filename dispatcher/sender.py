@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from dispatcher.oauth2 import ClientCredentials, TokenCache, TokenEndpointFailed
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from service.core import tracing
-from service.core.delivery_options import Credentials, open_credentials
+from service.core.delivery_options import Credentials, DeliveryOptions, open_credentials
 from service.core.egress import blocked_cause
 from service.core.encryption import Keyring
 from service.core.notification_types import type_name
@@ -44,6 +45,7 @@ class Delivery:
     partner_id: str = ""
     accepted_at: datetime | None = None
     trace_context: TraceContext | None = None  # read only while tracing is on
+    options: DeliveryOptions = field(default_factory=DeliveryOptions)  # auth, OAuth2 client
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Sender:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent
         self._keyring = keyring
+        self._tokens = TokenCache(session, timeout)
 
     def _secrets(self, delivery: Delivery) -> tuple[str, ...]:
         """The signing secrets in clear. A secret no key opens raises ``SecretUnreadable``:
@@ -142,11 +145,39 @@ class Sender:
         clock = time.monotonic()
         timestamp = int(started_at.timestamp())
         headers = request_headers(delivery, self._user_agent, timestamp, self._secrets(delivery))
+        credentials = Credentials()
         if delivery.sealed_credentials is not None:  # the callback's own headers, at one place
-            headers.update(self._credentials(delivery).request_headers())
+            credentials = self._credentials(delivery)
+            headers.update(credentials.request_headers())
         headers.update(extra_headers)
+        if delivery.options.oauth2:
+            return await self._send_with_token(delivery, headers, credentials, started_at, clock)
         result = await self._send(delivery, headers, started_at, clock)
         if result.blocked:  # nothing left callbackhub
+            return result
+        return dataclasses.replace(result, signature=headers["webhook-signature"])
+
+    async def _send_with_token(
+        self,
+        delivery: Delivery,
+        headers: dict[str, str],
+        credentials: Credentials,
+        started_at: datetime,
+        clock: float,
+    ) -> AttemptResult:
+        """With an OAuth2 token; a 401 from the partner gets one fresh token and one retry."""
+        client = _client_of(delivery.options, credentials)
+        try:
+            token = await self._tokens.token(client)
+            result = await self._send(delivery, headers | _bearer(token), started_at, clock)
+            if result.status == 401:
+                token = await self._tokens.token(client, refresh_from=token)
+                result = await self._send(delivery, headers | _bearer(token), started_at, clock)
+        except TokenEndpointFailed as error:
+            return _failed(
+                delivery, started_at, clock, f"auth_failed: {error}", FailureReason.AUTH_FAILED
+            )
+        if result.blocked:
             return result
         return dataclasses.replace(result, signature=headers["webhook-signature"])
 
@@ -232,6 +263,22 @@ def internal_error(delivery: Delivery, started_at: datetime, error: BaseExceptio
         max(elapsed, 0),
         error=f"internal_error: {type(error).__name__}",
         failure=FailureReason.INTERNAL_ERROR,
+    )
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _client_of(options: DeliveryOptions, credentials: Credentials) -> ClientCredentials:
+    auth = options.auth or {}
+    return ClientCredentials(
+        token_url=auth["tokenUrl"],
+        client_id=auth["clientId"],
+        client_secret=credentials.client_secret or "",
+        scope=auth.get("scope"),
+        audience=auth.get("audience"),
+        client_auth="post" if auth.get("clientAuth") == "post" else "basic",
     )
 
 

@@ -440,7 +440,7 @@ CREATE TABLE public.deliveries (
     finished_at timestamp with time zone,
     failure_reason text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT deliveries_failure_reason_check CHECK ((failure_reason = ANY (ARRAY['http_error'::text, 'timeout'::text, 'connection_failed'::text, 'blocked_address'::text, 'gone'::text, 'internal_error'::text, 'callback_disabled'::text, 'callback_deleted'::text, 'partner_deleted'::text]))),
+    CONSTRAINT deliveries_failure_reason_check CHECK ((failure_reason = ANY (ARRAY['http_error'::text, 'timeout'::text, 'connection_failed'::text, 'blocked_address'::text, 'gone'::text, 'internal_error'::text, 'auth_failed'::text, 'callback_disabled'::text, 'callback_deleted'::text, 'partner_deleted'::text]))),
     CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'delivering'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
 );
 

@@ -30,6 +30,7 @@ from service.core.schemas import (
     CallbackCreated,
     CallbackPage,
     CallbackUpdate,
+    OAuth2ClientCredentials,
     SigningSecret,
 )
 from service.core.settings import Settings
@@ -67,14 +68,21 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
     )
 
 
-async def vet_url(url: str, settings: Settings) -> None:
-    """The URL guard's verdict on a callback URL, as a validation error on the field ``url``
-    (Callback Update and the portal's form both ask it)."""
+async def vet_url(url: str, settings: Settings, field: str = "url") -> None:
+    """The URL guard's verdict on a URL callbackhub will call, as a validation error on
+    ``field`` (Callback Update and the portal's form both ask it)."""
     try:
         check_url_syntax(url, settings.require_https)
         await check_url_destination(url, settings.allowed_networks)
     except UrlRejected as error:
-        raise ValidationFailed(errors=[{"field": "url", "message": str(error)}]) from None
+        raise ValidationFailed(errors=[{"field": field, "message": str(error)}]) from None
+
+
+async def vet_destinations(update: CallbackUpdate, settings: Settings) -> None:
+    """The callback's URL and, for OAuth2, its token endpoint: both pass the URL guard."""
+    await vet_url(update.url, settings)
+    if isinstance(update.auth, OAuth2ClientCredentials):
+        await vet_url(update.auth.token_url, settings, "auth.tokenUrl")
 
 
 # The columns an update can change, by the names the API and the audit trail use.

@@ -24,11 +24,14 @@ from service.core.schemas import (
     BasicAuth,
     BearerAuth,
     CallbackUpdate,
+    OAuth2ClientCredentials,
 )
 from service.core.signing import ED25519, HMAC, kind_of, public_key
 from service.core.stored_secrets import CREDENTIALS_SUFFIX, callback_row
 
 MASK = "••••"
+OAUTH2 = "oauth2_client_credentials"
+SECRET_FIELD = {"basic": "password", "bearer": "token", OAUTH2: "clientSecret"}
 RESERVED = frozenset(RESERVED_HEADERS)
 RESERVED_PREFIX = "webhook-"
 MAX_VALUE = 4096
@@ -39,7 +42,8 @@ class DeliveryOptions:
     """The options as stored in the clear, and as the callback object shows them."""
 
     header_names: tuple[str, ...] = ()
-    auth: dict[str, str] | None = None  # {"type", "username"?}: never a secret
+    # {"type", and "username", or the OAuth2 client's tokenUrl, clientId…}: never a secret
+    auth: dict[str, str] | None = None
     signature: str = HMAC
     public_key: str | None = None  # ed25519: the current key's public half
 
@@ -70,8 +74,11 @@ class DeliveryOptions:
     def masked_auth(self) -> dict[str, str] | None:
         if self.auth is None:
             return None
-        secret = "password" if self.auth["type"] == "basic" else "token"
-        return self.auth | {secret: MASK}
+        return self.auth | {SECRET_FIELD[self.auth["type"]]: MASK}
+
+    @property
+    def oauth2(self) -> bool:
+        return self.auth is not None and self.auth["type"] == OAUTH2
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,11 @@ class Credentials:
 
     headers: dict[str, str] = field(default_factory=dict)
     authorization: str | None = None
+    client_secret: str | None = None  # OAuth2: the token is fetched at delivery time
 
     @property
     def empty(self) -> bool:
-        return not self.headers and self.authorization is None
+        return not self.headers and self.authorization is None and self.client_secret is None
 
     def request_headers(self) -> dict[str, str]:
         sent = dict(self.headers)
@@ -103,7 +111,11 @@ def seal_credentials(
     if credentials.empty:
         return None
     document = json.dumps(
-        {"headers": credentials.headers, "authorization": credentials.authorization}
+        {
+            "headers": credentials.headers,
+            "authorization": credentials.authorization,
+            "clientSecret": credentials.client_secret,
+        }
     )
     return keyring.seal(document, credentials_row(partner_id, notification_type))
 
@@ -114,7 +126,7 @@ def open_credentials(
     if sealed is None:
         return Credentials()
     document = json.loads(keyring.open(sealed, credentials_row(partner_id, notification_type)))
-    return Credentials(document["headers"], document["authorization"])
+    return Credentials(document["headers"], document["authorization"], document.get("clientSecret"))
 
 
 def _header_error(name: str, value: str, with_auth: bool, seen: set[str]) -> str | None:
@@ -145,6 +157,17 @@ def _checked_headers(headers: dict[str, str], with_auth: bool) -> dict[str, str]
     return headers
 
 
+def _auth_parts(
+    auth: BasicAuth | BearerAuth | OAuth2ClientCredentials,
+) -> tuple[dict[str, str], str | None, str | None]:
+    """What is shown, the Authorization value to send, and the OAuth2 client secret."""
+    if isinstance(auth, OAuth2ClientCredentials):
+        shown = auth.model_dump(by_alias=True, exclude={"client_secret"}, exclude_none=True)
+        return shown, None, auth.client_secret
+    shown, authorization = _authorization(auth)
+    return shown, authorization, None
+
+
 def _authorization(auth: BasicAuth | BearerAuth) -> tuple[dict[str, str], str]:
     if isinstance(auth, BasicAuth):
         pair = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode("ascii")
@@ -158,8 +181,11 @@ def updated(
     """The options after Callback Update: a field left out keeps its value, null removes it."""
     given = update.model_fields_set
     auth, authorization = options.auth, credentials.authorization
+    client_secret = credentials.client_secret
     if "auth" in given:
-        auth, authorization = _authorization(update.auth) if update.auth else (None, None)
+        auth, authorization, client_secret = (
+            _auth_parts(update.auth) if update.auth else (None, None, None)
+        )
     headers = credentials.headers
     if "headers" in given:
         headers = dict(update.headers or {})
@@ -167,7 +193,7 @@ def updated(
     signature = update.signature if update.signature is not None else options.signature
     return (
         DeliveryOptions(tuple(headers), auth, signature, options.public_key),
-        Credentials(headers, authorization),
+        Credentials(headers, authorization, client_secret),
     )
 
 

@@ -79,7 +79,21 @@ class BearerAuth(ApiModel):
     token: str = Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")
 
 
-OutboundAuth = Annotated[BasicAuth | BearerAuth, Field(discriminator="type")]
+class OAuth2ClientCredentials(ApiModel):
+    type: Literal["oauth2_client_credentials"]
+    token_url: str = Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})
+    client_id: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")
+    client_secret: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")
+    scope: str | None = Field(
+        default=None, max_length=1000, pattern=r"^[\x21\x23-\x5b\x5d-\x7e ]+$"
+    )
+    audience: str | None = Field(default=None, max_length=1000, pattern=r"^[^\x00-\x1f\x7f]+$")
+    client_auth: Literal["basic", "post"] = "basic"
+
+
+OutboundAuth = Annotated[
+    BasicAuth | BearerAuth | OAuth2ClientCredentials, Field(discriminator="type")
+]
 # Headers callbackhub sets itself, which a callback cannot replace (and webhook-* besides).
 RESERVED_HEADERS = (
     "content-type",

@@ -31,6 +31,7 @@ class FailureReason(StrEnum):
     BLOCKED_ADDRESS = "blocked_address"  # the URL guard refused the destination
     GONE = "gone"  # the partner answered 410 Gone: the callback is disabled
     INTERNAL_ERROR = "internal_error"  # callbackhub itself failed to make the attempt
+    AUTH_FAILED = "auth_failed"  # the callback's OAuth2 token endpoint gave no token
     CALLBACK_DISABLED = "callback_disabled"
     CALLBACK_DELETED = "callback_deleted"
     PARTNER_DELETED = "partner_deleted"

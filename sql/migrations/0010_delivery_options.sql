@@ -5,3 +5,10 @@
 ALTER TABLE callbacks
     ADD COLUMN delivery_options jsonb NOT NULL DEFAULT '{}',
     ADD COLUMN sealed_credentials text;
+
+-- An OAuth2 token endpoint that gives no token fails the attempt as auth_failed.
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_failure_reason_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_failure_reason_check
+    CHECK (failure_reason IN ('http_error', 'timeout', 'connection_failed', 'blocked_address',
+                              'gone', 'internal_error', 'auth_failed', 'callback_disabled',
+                              'callback_deleted', 'partner_deleted'));

@@ -36,7 +36,7 @@ WHERE d.notification_id = chosen.notification_id
   AND c.id = d.callback_id
 RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.round_attempts,
           d.sequence, d.ordered, d.subject, d.partner_id, n.created_at AS accepted_at,
-          n.payload, c.url, c.signing_secret, c.sealed_credentials,
+          n.payload, c.url, c.signing_secret, c.sealed_credentials, c.delivery_options,
           CASE WHEN c.previous_secret_expires_at > now() THEN c.previous_secret END
               AS previous_secret;
 

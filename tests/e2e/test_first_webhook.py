@@ -95,15 +95,16 @@ async def test_the_readme_first_webhook_block_delivers_every_type_verified(
         text = output.read_text()
         assert exit_code == 0, text
 
-        echoes = [line for line in text.splitlines() if line.startswith('{"notificationId"')]
-        accepted = [json.loads(line) for line in echoes]
+        # The receiver prints from the background, so its lines can land between an echo's
+        # answer and the newline curl writes after it: find both wherever they are.
+        echoes = re.findall(r'\{"notificationId": "[^"]+", "status": "[a-z]+"\}', text)
+        accepted = [json.loads(echo) for echo in echoes]
         ids = [a["notificationId"] for a in accepted if a.get("status") == "queued"]
         assert len(ids) == 3, text
 
         def verified() -> dict[str, str]:
-            lines = output.read_text().splitlines()
-            found = [line.split() for line in lines if line.startswith("verified type ")]
-            return {words[3]: words[2] for words in found}  # webhook-id -> type
+            found = re.findall(r"verified type (\d+) (\S+)", output.read_text())
+            return {webhook_id: kind for kind, webhook_id in found}  # webhook-id -> type
 
         seen = await eventually(
             lambda: asyncio.to_thread(verified), lambda found: len(found) >= 3, timeout=30

@@ -45,7 +45,7 @@ async def update_callback(request: web.Request, caller: Caller) -> web.Response:
     notification_type = _notification_type(request)
     update = await json_body(request, CallbackUpdate)
     settings = request.app[SETTINGS]
-    await callbacks.vet_url(update.url, settings)
+    await callbacks.vet_destinations(update, settings)
     callback, created = await callbacks.upsert_callback(
         request.app[POOL],
         request.app[KEYRING],

@@ -126,7 +126,7 @@ async def save_callback(request: web.Request) -> web.StreamResponse:
     }
     try:
         update = validate(CallbackUpdate, form)
-        await callbacks.vet_url(update.url, request.config_dict[SETTINGS])
+        await callbacks.vet_destinations(update, request.config_dict[SETTINGS])
         _, created = await callbacks.upsert_callback(
             request.config_dict[POOL],
             request.config_dict[KEYRING],
