@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from dispatcher.oauth2 import ClientCredentials, TokenCache, TokenEndpointFailed
 from dispatcher.retry import RETRY_AFTER_STATUSES, parse_retry_after
+from dispatcher.tls import TlsContexts
 from service.core import tracing
 from service.core.delivery_options import Credentials, DeliveryOptions, open_credentials
 from service.core.egress import blocked_cause
@@ -46,6 +48,7 @@ class Delivery:
     accepted_at: datetime | None = None
     trace_context: TraceContext | None = None  # read only while tracing is on
     options: DeliveryOptions = field(default_factory=DeliveryOptions)  # auth, OAuth2 client
+    ssl_context: ssl.SSLContext | None = None  # a private CA or a client certificate
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Sender:
         self._user_agent = user_agent
         self._keyring = keyring
         self._tokens = TokenCache(session, timeout)
+        self._tls = TlsContexts()
 
     def _secrets(self, delivery: Delivery) -> tuple[str, ...]:
         """The signing secrets in clear. A secret no key opens raises ``SecretUnreadable``:
@@ -150,12 +154,25 @@ class Sender:
             credentials = self._credentials(delivery)
             headers.update(credentials.request_headers())
         headers.update(extra_headers)
+        delivery = self._with_tls(delivery, credentials)
         if delivery.options.oauth2:
             return await self._send_with_token(delivery, headers, credentials, started_at, clock)
         result = await self._send(delivery, headers, started_at, clock)
         if result.blocked:  # nothing left callbackhub
             return result
         return dataclasses.replace(result, signature=headers["webhook-signature"])
+
+    def _with_tls(self, delivery: Delivery, credentials: Credentials) -> Delivery:
+        """The delivery with the TLS context its options ask for (a private CA, a client
+        certificate), or as it is."""
+        options = delivery.options
+        if options.tls is None and not options.mtls:
+            return delivery
+        ca = options.tls["caCertificate"] if options.tls else None
+        client = None
+        if options.mtls and options.auth is not None and credentials.private_key is not None:
+            client = (options.auth["certificate"], credentials.private_key)
+        return dataclasses.replace(delivery, ssl_context=self._tls.context(ca, client))
 
     async def _send_with_token(
         self,
@@ -208,6 +225,7 @@ class Sender:
             headers=headers,
             allow_redirects=False,
             timeout=self._timeout,
+            ssl=delivery.ssl_context if delivery.ssl_context is not None else True,
         ) as response:
             body = await _read_capped(response)
             retry_after = None

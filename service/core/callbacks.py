@@ -61,6 +61,7 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
         disabled_reason=row["disabled_reason"],
         headers=options.masked_headers(),
         auth=options.masked_auth(),
+        tls=options.tls,
         signature=options.signature,
         public_key=options.public_key,
         created_at=row["created_at"],

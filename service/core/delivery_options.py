@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from service.core import certificates
 from service.core.encryption import Keyring
 from service.core.errors import ValidationFailed
 from service.core.schemas import (
@@ -24,6 +25,7 @@ from service.core.schemas import (
     BasicAuth,
     BearerAuth,
     CallbackUpdate,
+    MutualTls,
     OAuth2ClientCredentials,
 )
 from service.core.signing import ED25519, HMAC, kind_of, public_key
@@ -31,7 +33,8 @@ from service.core.stored_secrets import CREDENTIALS_SUFFIX, callback_row
 
 MASK = "••••"
 OAUTH2 = "oauth2_client_credentials"
-SECRET_FIELD = {"basic": "password", "bearer": "token", OAUTH2: "clientSecret"}
+MTLS = "mtls"
+SECRET_FIELD = {"basic": "password", "bearer": "token", OAUTH2: "clientSecret", MTLS: "privateKey"}
 RESERVED = frozenset(RESERVED_HEADERS)
 RESERVED_PREFIX = "webhook-"
 MAX_VALUE = 4096
@@ -46,6 +49,7 @@ class DeliveryOptions:
     auth: dict[str, str] | None = None
     signature: str = HMAC
     public_key: str | None = None  # ed25519: the current key's public half
+    tls: dict[str, str] | None = None  # {"caCertificate": PEM}
 
     def as_json(self) -> dict[str, Any]:
         stored: dict[str, Any] = {
@@ -56,6 +60,8 @@ class DeliveryOptions:
             stored["auth"] = self.auth
         if self.public_key is not None:
             stored["publicKey"] = self.public_key
+        if self.tls is not None:
+            stored["tls"] = self.tls
         return stored
 
     @classmethod
@@ -66,6 +72,7 @@ class DeliveryOptions:
             stored.get("auth"),
             stored.get("signature", HMAC),
             stored.get("publicKey"),
+            stored.get("tls"),
         )
 
     def masked_headers(self) -> dict[str, str]:
@@ -80,6 +87,10 @@ class DeliveryOptions:
     def oauth2(self) -> bool:
         return self.auth is not None and self.auth["type"] == OAUTH2
 
+    @property
+    def mtls(self) -> bool:
+        return self.auth is not None and self.auth["type"] == MTLS
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -88,10 +99,11 @@ class Credentials:
     headers: dict[str, str] = field(default_factory=dict)
     authorization: str | None = None
     client_secret: str | None = None  # OAuth2: the token is fetched at delivery time
+    private_key: str | None = None  # mTLS: the client certificate's key (PEM)
 
     @property
     def empty(self) -> bool:
-        return not self.headers and self.authorization is None and self.client_secret is None
+        return not (self.headers or self.authorization or self.client_secret or self.private_key)
 
     def request_headers(self) -> dict[str, str]:
         sent = dict(self.headers)
@@ -115,6 +127,7 @@ def seal_credentials(
             "headers": credentials.headers,
             "authorization": credentials.authorization,
             "clientSecret": credentials.client_secret,
+            "privateKey": credentials.private_key,
         }
     )
     return keyring.seal(document, credentials_row(partner_id, notification_type))
@@ -126,7 +139,12 @@ def open_credentials(
     if sealed is None:
         return Credentials()
     document = json.loads(keyring.open(sealed, credentials_row(partner_id, notification_type)))
-    return Credentials(document["headers"], document["authorization"], document.get("clientSecret"))
+    return Credentials(
+        document["headers"],
+        document["authorization"],
+        document.get("clientSecret"),
+        document.get("privateKey"),
+    )
 
 
 def _header_error(name: str, value: str, with_auth: bool, seen: set[str]) -> str | None:
@@ -158,9 +176,13 @@ def _checked_headers(headers: dict[str, str], with_auth: bool) -> dict[str, str]
 
 
 def _auth_parts(
-    auth: BasicAuth | BearerAuth | OAuth2ClientCredentials,
+    auth: BasicAuth | BearerAuth | OAuth2ClientCredentials | MutualTls,
 ) -> tuple[dict[str, str], str | None, str | None]:
-    """What is shown, the Authorization value to send, and the OAuth2 client secret."""
+    """What is shown, the Authorization value to send, and the secret kept for later (the
+    OAuth2 client secret, or the mTLS private key)."""
+    if isinstance(auth, MutualTls):
+        certificates.check_client_certificate(auth.certificate, auth.private_key)
+        return {"type": MTLS, "certificate": auth.certificate}, None, auth.private_key
     if isinstance(auth, OAuth2ClientCredentials):
         shown = auth.model_dump(by_alias=True, exclude={"client_secret"}, exclude_none=True)
         return shown, None, auth.client_secret
@@ -181,19 +203,29 @@ def updated(
     """The options after Callback Update: a field left out keeps its value, null removes it."""
     given = update.model_fields_set
     auth, authorization = options.auth, credentials.authorization
-    client_secret = credentials.client_secret
+    kept = credentials.private_key if options.mtls else credentials.client_secret
     if "auth" in given:
-        auth, authorization, client_secret = (
-            _auth_parts(update.auth) if update.auth else (None, None, None)
-        )
+        auth, authorization, kept = _auth_parts(update.auth) if update.auth else (None, None, None)
+    tls = options.tls
+    if "tls" in given:
+        tls = None
+        if update.tls is not None:
+            certificates.check_ca_certificates(update.tls.ca_certificate)
+            tls = {"caCertificate": update.tls.ca_certificate}
     headers = credentials.headers
     if "headers" in given:
         headers = dict(update.headers or {})
     _checked_headers(headers, with_auth=auth is not None)
     signature = update.signature if update.signature is not None else options.signature
+    mtls = auth is not None and auth["type"] == MTLS
     return (
-        DeliveryOptions(tuple(headers), auth, signature, options.public_key),
-        Credentials(headers, authorization, client_secret),
+        DeliveryOptions(tuple(headers), auth, signature, options.public_key, tls),
+        Credentials(
+            headers,
+            authorization,
+            None if mtls else kept,
+            kept if mtls else None,
+        ),
     )
 
 

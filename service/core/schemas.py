@@ -91,8 +91,24 @@ class OAuth2ClientCredentials(ApiModel):
     client_auth: Literal["basic", "post"] = "basic"
 
 
+class MutualTls(ApiModel):
+    """The client certificate presented on TLS connections to this callback (PEM)."""
+
+    type: Literal["mtls"]
+    certificate: str = Field(min_length=1, max_length=100_000)
+    private_key: str = Field(min_length=1, max_length=100_000, description="unencrypted PEM")
+
+
+class TlsOptions(ApiModel):
+    ca_certificate: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="PEM: the CA(s) this callback's server certificate is checked against",
+    )
+
+
 OutboundAuth = Annotated[
-    BasicAuth | BearerAuth | OAuth2ClientCredentials, Field(discriminator="type")
+    BasicAuth | BearerAuth | OAuth2ClientCredentials | MutualTls, Field(discriminator="type")
 ]
 # Headers callbackhub sets itself, which a callback cannot replace (and webhook-* besides).
 RESERVED_HEADERS = (
@@ -148,6 +164,7 @@ class CallbackUpdate(ApiModel):
         description="sent with every attempt; names are HTTP tokens, values at most 4096 chars",
     )
     auth: OutboundAuth | None = None
+    tls: TlsOptions | None = None
     signature: Literal["hmac-sha256", "ed25519"] | None = None
 
 
@@ -162,6 +179,7 @@ class Callback(ApiModel):
     disabled_reason: DisabledReason | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="values masked")
     auth: dict[str, str] | None = Field(default=None, description="secrets masked")
+    tls: dict[str, str] | None = None
     signature: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
     public_key: str | None = Field(
         default=None, description="ed25519: what the partner verifies signatures with (whpk_…)"

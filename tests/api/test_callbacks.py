@@ -29,6 +29,7 @@ CALLBACK_FIELDS = {
     "disabledReason",
     "headers",
     "auth",
+    "tls",
     "signature",
     "publicKey",
     "createdAt",

@@ -70,6 +70,22 @@ def every_check() -> list[Any]:
 
 
 CHECKS = every_check()
+# PEM fields hold what a schema cannot describe: a certificate that parses, a key that matches
+# it. Random text that fits their schema is rightly refused there, so a 400 that names only
+# them is not a schema-valid request rejected; every other check still runs on it.
+PEM_FIELDS = frozenset({"tls.caCertificate", "auth.certificate", "auth.privateKey"})
+WITHOUT_ACCEPTANCE = [check for check in CHECKS if check.__name__ != "positive_data_acceptance"]
+
+
+def checks_for(response: Any) -> list[Any]:
+    if response.status_code == 400:
+        try:
+            fields = {error["field"] for error in response.json().get("errors") or []}
+        except ValueError:
+            fields = set()
+        if fields and fields <= PEM_FIELDS:
+            return WITHOUT_ACCEPTANCE
+    return CHECKS
 
 
 @dataclass
@@ -173,6 +189,17 @@ class LiveApi:
         assert answer.status_code == 202, answer.text
         return str(answer.json()["notificationId"])
 
+    def reset(self) -> None:
+        """Back to the seed alone: each stateful scenario starts from the same database, so a
+        scenario that hypothesis replays meets the answers it met the first time."""
+        self._run(
+            self._connection.execute(
+                "TRUNCATE partners, notifications, idempotency_keys, subject_sequences,"
+                " portal_links, portal_sessions CASCADE"
+            )
+        )
+        self._seed()
+
     def prepare(self, case: Case) -> None:
         """Restore the seed when a new operation starts (the previous one may have deleted it)."""
         if case.operation.label != self._operation:
@@ -257,7 +284,7 @@ def test_the_api_keeps_its_contract(case: Case, live_api: LiveApi) -> None:
                 f"{label} answered {response.status_code} but changed {changed}:\n"
                 f"{case.as_curl_command()}"
             )
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=checks_for(response))
     except FailureGroup as group:
         live_api.stats.failures[label] |= {failure.title for failure in group.exceptions}
         raise
@@ -272,6 +299,9 @@ def test_linked_calls_keep_the_contract(live_api: LiveApi) -> None:
     operations that take ids are called with real ones, under every check."""
 
     class LinkedCalls(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            live_api.reset()
+
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
             return {"base_url": live_api.base_url, "session": live_api.session}
 
@@ -281,7 +311,8 @@ def test_linked_calls_keep_the_contract(live_api: LiveApi) -> None:
             label = f"stateful {case.operation.label}"
             live_api.stats.statuses[label][response.status_code] += 1
             try:
-                case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+                checks = checks_for(response)
+                case.validate_response(response, checks=checks, transport_kwargs=kwargs)
             except FailureGroup as group:
                 live_api.stats.failures[label] |= {f.title for f in group.exceptions}
                 raise
