@@ -117,10 +117,15 @@ async def upsert_callback(
         opened = _credentials_before(keyring, before, partner_id, notification_type)
         options, credentials = _options_after(before, opened, update)
         kind = options.signature
-        secret = new_signing_secret(kind)
-        sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
+        current = DeliveryOptions.from_json(before["delivery_options"]) if before else None
+        # A new key only for a new callback or a change of kind; an update keeps its key (the
+        # insert's value is then unused: the conflict branch never touches signing_secret).
+        secret = new_signing_secret(kind) if current is None or current.signature != kind else None
+        sealed = before["signing_secret"] if before is not None else None
         if before is None:
+            assert secret is not None
             options = with_signing_secret(options, secret)
+            sealed = keyring.seal(secret, callback_row(partner_id, notification_type))
         try:
             row = await connection.fetchrow(
                 Q["upsert_callback"],
@@ -138,10 +143,7 @@ async def upsert_callback(
         except asyncpg.ForeignKeyViolationError:
             raise PartnerNotFound() from None
         assert row is not None
-        if (
-            before is not None
-            and DeliveryOptions.from_json(before["delivery_options"]).signature != kind
-        ):
+        if before is not None and secret is not None:  # the kind changed: rotate to it
             rotation = Rotation(partner_id, notification_type, overlap_seconds, secret)
             await _rotate(connection, keyring, rotation, actor)
             row = dict(row) | dict(
