@@ -2,12 +2,14 @@
 
 A template database holds the schema and 100 partners, each with an ordered type-1 and an
 unordered type-2 callback pointing at the bench receiver; every step gets a fresh copy. The
+delivery-options step adds custom headers and OAuth2 to every callback. The
 delivery queue and the million old rows are written with COPY and ``generate_series``, never
 through HTTP, consistent with ``sql/migrations``.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.payloads import NOTE_TEXT, NOTES_TYPE, STATE_CHANGE_TYPE, notes_body, state_change_body
+from service.core.delivery_options import Credentials, DeliveryOptions, seal_credentials
 from service.core.encryption import Keyring
 from service.core.ids import uuid7
 from service.core.migrations import migrate
@@ -91,6 +94,39 @@ async def _add_partners(
             for partner in ids
         ]
     return Fixture(ids, callbacks)
+
+
+BENCH_HEADERS = {"X-Api-Key": "bench-api-key-5f3a9c1e", "X-Tenant": "bench-tenant"}
+
+
+async def add_delivery_options(dsn: str, token_url: str, keyring: Keyring) -> None:
+    """Give every callback two custom headers and OAuth2 client credentials (one client per
+    partner, so one token per partner), stored as Callback Update stores them: the header
+    values and the client secret sealed."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT id, partner_id, notification_type FROM callbacks")
+        await connection.executemany(
+            "UPDATE callbacks SET delivery_options = $2::jsonb, sealed_credentials = $3"
+            " WHERE id = $1",
+            [_with_options(row, token_url, keyring) for row in rows],
+        )
+    finally:
+        await connection.close()
+
+
+def _with_options(row: asyncpg.Record, token_url: str, keyring: Keyring) -> tuple[object, ...]:
+    partner, notification_type = row["partner_id"], row["notification_type"]
+    auth = {
+        "type": "oauth2_client_credentials",
+        "tokenUrl": token_url,
+        "clientId": f"bench-{partner}",
+        "clientAuth": "basic",
+    }
+    options = DeliveryOptions(tuple(BENCH_HEADERS), auth)
+    credentials = Credentials(dict(BENCH_HEADERS), client_secret="bench client secret")
+    sealed = seal_credentials(keyring, credentials, partner, notification_type)
+    return row["id"], json.dumps(options.as_json()), sealed
 
 
 async def create_database(server_dsn: str, name: str) -> str:

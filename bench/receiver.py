@@ -4,7 +4,7 @@ A separate process (``python -m bench.receiver --port N``), plain asyncio like t
 dispatcher. It counts requests and distinct ``webhook-id`` values and keeps the wall-clock
 time of the first and last one; with ``POST /control/record`` on it also keeps each id's first
 arrival time, for the end-to-end latency. ``GET /control/stats`` and ``/control/arrivals``
-read them, ``POST /control/reset`` starts over.
+read them, ``POST /control/reset`` starts over. ``POST /oauth/token`` is an OAuth2 token endpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class Counts:
 
     def reset(self, record: bool) -> None:
         self.requests = 0
+        self.tokens = 0
         self.ids: set[str] = set()
         self.first = 0.0
         self.last = 0.0
@@ -32,6 +33,7 @@ class Counts:
     def stats(self) -> dict[str, float | int]:
         return {
             "requests": self.requests,
+            "tokens": self.tokens,
             "unique": len(self.ids),
             "first": self.first,
             "last": self.last,
@@ -55,6 +57,13 @@ def create_app() -> web.Application:
         counts.requests += 1
         return web.Response(text="ok")
 
+    async def token(request: web.Request) -> web.Response:
+        """An OAuth2 token endpoint, for the delivery-options step: one token per client."""
+        await request.read()
+        counts.tokens += 1
+        body = {"access_token": f"bench-token-{counts.tokens}", "expires_in": 3600}
+        return web.json_response(body)
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(counts.stats())
 
@@ -69,6 +78,7 @@ def create_app() -> web.Application:
     app.router.add_get("/control/stats", stats)
     app.router.add_get("/control/arrivals", arrivals)
     app.router.add_post("/control/reset", reset)
+    app.router.add_post("/oauth/token", token)
     app.router.add_post("/{tail:.*}", hook)
     return app
 

@@ -215,6 +215,7 @@ class Bench:
         self.receiver_port = 0
         self.otlp_port = 0
         self.fixture: Fixture | None = None
+        self.keyring = parse_keys(ENCRYPTION_KEYS, "the bench's key")
         settings = Settings(jwt_secret=JWT_SECRET)
         # Internal emitters hold a token for the scope, not bound to one partner.
         self.token = mint_token(settings, ["notifications:emit"], None, 3 * 3600, "bench")
@@ -237,10 +238,7 @@ class Bench:
         self.otlp_sink = self.spawn("OTLP sink", "otlp-sink", sink)
         await wait_http(self.otlp_sink, f"http://127.0.0.1:{self.otlp_port}/control/stats")
         self.fixture = await database.create_template(
-            self.server_dsn,
-            self.receiver_url,
-            self.sizes.partners,
-            parse_keys(ENCRYPTION_KEYS, "the bench's key"),
+            self.server_dsn, self.receiver_url, self.sizes.partners, self.keyring
         )
 
     @property
@@ -591,6 +589,8 @@ class Bench:
         results["ingest_traced"] = await self.ingest_step("traced", traced=True)
         results["delivery_traced"] = await self.delivery_step("traced", False, traced=True)
         results["otlp_sink"] = await self.otlp_stats()
+        # Two custom headers and an OAuth2 token on every callback (plain is "delivery").
+        results["delivery_options"] = await self.delivery_step("options", False, options=True)
         dsn = await database.create_database(self.server_dsn, "bench_e2e")
         results["e2e"] = await self.step_e2e(dsn)
         await database.drop_database(self.server_dsn, "bench_e2e")
@@ -609,10 +609,11 @@ class Bench:
         return dsn
 
     async def delivery_step(
-        self, name: str, ordered: bool, dsn: str = "", traced: bool = False
+        self, name: str, ordered: bool, dsn: str = "", traced: bool = False, options: bool = False
     ) -> dict[str, Any]:
         """A queue of ``queue`` notifications drained by one dispatcher; a fresh database
-        unless ``dsn`` is given."""
+        unless ``dsn`` is given; with ``options``, every callback has custom headers and
+        OAuth2."""
         assert self.fixture is not None
         sizes, fresh = self.sizes, not dsn
         if ordered:
@@ -623,7 +624,12 @@ class Bench:
             build = functools.partial(database.unordered_queue, self.fixture, sizes.queue)
         queue = await asyncio.to_thread(build)
         dsn = dsn or await database.create_database(self.server_dsn, f"bench_{name}")
+        if options:
+            token_url = f"{self.receiver_base}/oauth/token"
+            await database.add_delivery_options(dsn, token_url, self.keyring)
         result = await self.step_delivery(name, dsn, queue, traced)
+        if options:
+            result["tokens"] = (await self.receiver_call("GET", "/control/stats"))["tokens"]
         if fresh:
             await database.drop_database(self.server_dsn, f"bench_{name}")
         return result
@@ -672,6 +678,14 @@ class Bench:
                 "/s",
                 unordered,
                 "off",
+            ),
+            Row(
+                "delivery, custom headers + OAuth2",
+                r["delivery_options"]["rate"],
+                "/s",
+                unordered,
+                "plain",
+                at_least=0.9,
             ),
             Row(
                 f"ingest, {old}",

@@ -249,6 +249,10 @@ async def _read_capped(response: aiohttp.ClientResponse) -> str:
 
 
 def _describe(error: aiohttp.ClientError) -> str:
+    if isinstance(error, aiohttp.ClientProxyConnectionError):
+        return f"egress proxy unreachable: {error.os_error.strerror or error.os_error}"
+    if isinstance(error, aiohttp.ClientHttpProxyError):
+        return f"egress proxy refused the request: {error.status}"
     if isinstance(error, aiohttp.ClientConnectorError):
         return f"connection failed: {error.os_error.strerror or error.os_error}"
     if isinstance(error, aiohttp.ServerDisconnectedError):

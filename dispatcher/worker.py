@@ -14,7 +14,6 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
@@ -30,7 +29,7 @@ from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
 from service.core import tracing
 from service.core.changes import log_changes
 from service.core.database import DATABASE_DOWN, create_pool
-from service.core.egress import guarded_connector
+from service.core.egress import EgressProxy, egress_session
 from service.core.encryption import load_keyring
 from service.core.metrics import IN_FLIGHT
 from service.core.runtime import freeze_startup_objects, loop_factory, package_version
@@ -71,10 +70,13 @@ class Dispatcher:
         except BaseException:
             await self._pool.close()
             raise
-        connector = guarded_connector(
-            self._settings.allowed_networks, self._settings.max_in_flight, self._dns
+        proxy = None
+        if self._settings.egress_proxy is not None:
+            proxy = EgressProxy.parse(self._settings.egress_proxy.get_secret_value())
+            log.info("deliveries go through the egress proxy", extra={"proxy": str(proxy.url)})
+        self._session = egress_session(
+            self._settings.allowed_networks, self._settings.max_in_flight, self._dns, proxy
         )
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         self._sender = Sender(
             self._session,
             self._settings.delivery_timeout,

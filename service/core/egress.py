@@ -12,17 +12,28 @@ Two gates, both applying ``service.core.url_guard``:
 
 A refusal is a ``BlockedAddress`` (an ``OSError``), which aiohttp wraps in a
 ``ClientConnectorError``; no packet has left for the address by then.
+
+With an egress proxy (``CALLBACKHUB_EGRESS_PROXY``) the dispatcher connects only to the proxy,
+so the gates above would judge the proxy, not the partner. A client middleware takes their
+place: it resolves and vets the destination's host with the same rules before each request
+and only then routes the request through the proxy. The proxy resolves the name again, so the
+rebinding protection of the first gate is the proxy's to give (the README says what it must
+enforce).
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiohttp
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
 from aiohttp.resolver import ThreadedResolver
+from multidict import CIMultiDict
+from yarl import URL
 
 from service.core.url_guard import BlockedAddress, Network, resolve_vetted, text_address_problem
 
@@ -66,6 +77,69 @@ def guarded_connector(
         limit_per_host=0,
         resolver=GuardedResolver(allowed, dns),
         socket_factory=vetted_socket_factory(allowed),
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class EgressProxy:
+    """The forward proxy every outbound request goes through."""
+
+    url: URL  # without credentials: safe to log
+    authorization: str | None  # Proxy-Authorization, from credentials in the configured URL
+
+    @classmethod
+    def parse(cls, text: str) -> EgressProxy:
+        url = URL(text)
+        authorization = None
+        if url.user is not None:
+            authorization = aiohttp.encode_basic_auth(url.user, url.password or "")
+        return cls(url.with_user(None).with_path(""), authorization)
+
+    def __repr__(self) -> str:
+        return f"EgressProxy({str(self.url)!r})"
+
+
+def through_proxy(
+    proxy: EgressProxy, allowed: Sequence[Network], dns: AbstractResolver | None = None
+) -> ClientMiddlewareType:
+    """A client middleware: vet the destination, then send the request through ``proxy``."""
+    networks, resolver = tuple(allowed), dns or ThreadedResolver()
+
+    async def vet_then_route(
+        request: aiohttp.ClientRequest, handler: ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        host, port = request.url.raw_host or "", request.url.port or 0
+        try:
+            await resolve_vetted(host, port, socket.AF_UNSPEC, networks, resolver)
+        except OSError as refusal:  # the shape the connector's own refusals have
+            raise aiohttp.ClientConnectorError(request.connection_key, refusal) from None
+        tunnel_headers = None
+        if proxy.authorization is not None:
+            if request.is_ssl():  # on the CONNECT (aiohttp adds to this dict: one per request)
+                tunnel_headers = CIMultiDict({"Proxy-Authorization": proxy.authorization})
+            else:  # on the request itself, which the proxy forwards without it
+                request.headers["Proxy-Authorization"] = proxy.authorization
+        request.update_proxy(proxy.url, None, tunnel_headers)
+        return await handler(request)
+
+    return vet_then_route
+
+
+def egress_session(
+    allowed: Sequence[Network],
+    limit: int,
+    dns: AbstractResolver | None = None,
+    proxy: EgressProxy | None = None,
+) -> aiohttp.ClientSession:
+    """The client session for every outbound request of the dispatcher: straight out through
+    the guarded connector, or through the egress proxy with the destination vetted first."""
+    if proxy is None:
+        connector = guarded_connector(allowed, limit, dns)
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0),
+        middlewares=(through_proxy(proxy, allowed, dns),),
+        auto_decompress=False,
     )
 
 

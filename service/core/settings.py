@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()
     require_https: bool = False
+    # Every attempt and token request goes through this forward proxy (CONNECT for https);
+    # credentials in the URL are sent as Proxy-Authorization. See service.core.egress.
+    egress_proxy: SecretStr | None = None
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
     retention_interval: float = Field(default=60.0, gt=0, le=86400)
@@ -112,6 +116,15 @@ class Settings(BaseSettings):
             return tuple(ipaddress.ip_network(part, strict=False) for part in parts)
         return value
 
+    @field_validator("egress_proxy")
+    @classmethod
+    def _check_proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = proxy_url_problem(value.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
     @property
     def base_url(self) -> str:
         """Where people reach this service: the public URL, or the address it listens on."""
@@ -123,6 +136,21 @@ class Settings(BaseSettings):
     def max_attempts(self) -> int:
         """The first attempt plus one per entry of the retry schedule."""
         return len(self.retry_schedule) + 1
+
+
+def proxy_url_problem(text: str) -> str | None:
+    """Why ``text`` is not a forward proxy URL (``http(s)://[user:password@]host[:port]``).
+    The message never repeats the URL: it may hold the proxy's password."""
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return "must be a URL such as http://proxy.internal:3128"
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return "must be an http:// or https:// URL with a host, such as http://proxy.internal:3128"
+    if url.path not in ("", "/") or url.query or url.fragment:
+        return "must be the proxy's address only, without a path or a query"
+    return None
 
 
 class ConfigurationError(Exception):

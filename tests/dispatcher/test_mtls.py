@@ -3,13 +3,10 @@ callback only, and a client certificate for a partner whose server requires one.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.support.api import (
@@ -23,13 +20,8 @@ from tests.support.api import (
 )
 from tests.support.certificates import CertificateAuthority, Issued
 from tests.support.polling import eventually
+from tests.support.tls_receiver import TlsReceiver, tls_receiver
 from tests.support.tokens import auth
-
-
-@dataclass
-class TlsReceiver:
-    url: str = ""
-    clients: list[str] = field(default_factory=list)  # the CN of each client certificate
 
 
 @pytest.fixture
@@ -37,42 +29,11 @@ def partner_ca() -> CertificateAuthority:
     return CertificateAuthority("Partner CA")
 
 
-async def _tls_receiver(
-    tmp_path: Path, ca: CertificateAuthority, *, require_client: bool
-) -> AsyncIterator[TlsReceiver]:
-    issued = ca.issue("127.0.0.1", server=True)
-    (tmp_path / "server.pem").write_text(issued.certificate)
-    (tmp_path / "server.key").write_text(issued.private_key)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
-    if require_client:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cadata=ca.pem)
-    receiver = TlsReceiver()
-
-    async def hook(request: web.Request) -> web.Response:
-        await request.read()
-        peer = request.transport.get_extra_info("peercert") if request.transport else None
-        subject = dict(item[0] for item in peer["subject"]) if peer else {}
-        receiver.clients.append(subject.get("commonName", ""))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    receiver.url = f"https://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield receiver
-    await runner.cleanup()
-
-
 @pytest.fixture
 async def mtls_receiver(
     tmp_path: Path, partner_ca: CertificateAuthority
 ) -> AsyncIterator[TlsReceiver]:
-    async for receiver in _tls_receiver(tmp_path, partner_ca, require_client=True):
+    async for receiver in tls_receiver(tmp_path, partner_ca, require_client=True):
         yield receiver
 
 
@@ -121,7 +82,7 @@ async def test_a_private_ca_is_trusted_for_its_callback_only_and_a_wrong_one_fai
     client_with_dispatcher: TestClient, tmp_path: Path, partner_ca: CertificateAuthority
 ) -> None:
     client = client_with_dispatcher
-    async for receiver in _tls_receiver(tmp_path, partner_ca, require_client=False):
+    async for receiver in tls_receiver(tmp_path, partner_ca, require_client=False):
         partner = await create_partner(client)
         await put_callback(client, partner, 2, receiver.url, tls={"caCertificate": partner_ca.pem})
         trusted = await emit(client, partner, 2, payload(2))

@@ -4,77 +4,27 @@ endpoint that fails leaves the notification retrying with ``auth_failed`` in its
 
 from __future__ import annotations
 
-import base64
-import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.support.api import create_partner, emit, notification, payload, put_callback, settled
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, status
+from tests.support.token_server import (
+    CLIENT_ID,
+    TokenServer,
+    oauth2_auth,
+    running_token_server,
+)
 from tests.support.tokens import auth
-
-CLIENT_ID, CLIENT_SECRET = "callbackhub", "cl!ent s3cret"
-
-
-@dataclass
-class TokenServer:
-    """Issues ``token-1``, ``token-2``… to the right client; answers ``failing`` when set."""
-
-    lifetime: int = 3600
-    failing: int | None = None
-    issued: list[str] = field(default_factory=list)
-    forms: list[dict[str, str]] = field(default_factory=list)
-    url: str = ""
-    _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def _client_ok(self, request: web.Request, form: dict[str, str]) -> bool:
-        basic = "Basic " + base64.b64encode(b"callbackhub:cl%21ent+s3cret").decode()
-        if request.headers.get("Authorization") == basic:
-            return True
-        return form.get("client_id") == CLIENT_ID and form.get("client_secret") == CLIENT_SECRET
-
-    async def _token(self, request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        self.forms.append(form)
-        if self.failing is not None:
-            return web.json_response({"error": "server_error", "secret": "x"}, status=self.failing)
-        if form.get("grant_type") != "client_credentials" or not self._client_ok(request, form):
-            return web.json_response({"error": "invalid_client"}, status=401)
-        token = f"token-{next(self._counter)}"
-        self.issued.append(token)
-        return web.json_response(
-            {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
-        )
 
 
 @pytest.fixture
 async def token_server() -> AsyncIterator[TokenServer]:
-    server = TokenServer()
-    app = web.Application()
-    app.router.add_post("/oauth/token", server._token)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}/oauth/token"
-    yield server
-    await runner.cleanup()
-
-
-def _oauth2(server: TokenServer, client_auth: str = "basic") -> dict[str, str]:
-    return {
-        "type": "oauth2_client_credentials",
-        "tokenUrl": server.url,
-        "clientId": CLIENT_ID,
-        "clientSecret": CLIENT_SECRET,
-        "scope": "webhooks:write",
-        "clientAuth": client_auth,
-    }
+    async for server in running_token_server():
+        yield server
 
 
 def _bearer(receiver: Receiver) -> list[str]:
@@ -91,7 +41,7 @@ async def test_fifty_concurrent_deliveries_share_one_token_request(
     client = client_with_dispatcher
     partner = await create_partner(client)
     created = await put_callback(
-        client, partner, 2, receiver.url, auth=_oauth2(token_server, client_auth)
+        client, partner, 2, receiver.url, auth=oauth2_auth(token_server, client_auth)
     )
     assert created["auth"]["clientSecret"] == "••••" and created["auth"]["clientId"] == CLIENT_ID
     ids = [await emit(client, partner, 2, payload(2)) for _ in range(50)]
@@ -110,7 +60,7 @@ async def test_an_expiring_token_is_refreshed_and_a_refused_one_is_refreshed_onc
     client = client_with_dispatcher
     token_server.lifetime = 1  # used until a tenth of a second before it expires
     partner = await create_partner(client)
-    await put_callback(client, partner, 2, receiver.url, auth=_oauth2(token_server))
+    await put_callback(client, partner, 2, receiver.url, auth=oauth2_auth(token_server))
     first = await emit(client, partner, 2, payload(2))
     await settled(client, partner, first, "delivered")
 
@@ -141,7 +91,7 @@ async def test_a_failing_token_endpoint_leaves_the_notification_retrying_with_au
     client = client_with_dispatcher
     token_server.failing = 500
     partner = await create_partner(client)
-    await put_callback(client, partner, 2, receiver.url, auth=_oauth2(token_server))
+    await put_callback(client, partner, 2, receiver.url, auth=oauth2_auth(token_server))
     notification_id = await emit(client, partner, 2, payload(2))
 
     detail = await eventually(
