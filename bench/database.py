@@ -187,6 +187,39 @@ def unordered_queue(fixture: Fixture, count: int) -> Queue:
     return queue
 
 
+def one_callback_queue(fixture: Fixture, count: int) -> Queue:
+    """``count`` due Notes, all for the first partner's type-2 callback (the busy partner)."""
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    queue = Queue([], [], [])
+    partner, callback = fixture.partners[0], fixture.callbacks[NOTES_TYPE][0]
+    for _ in range(count):
+        notification_id, subject = uuid7(), uuid.uuid4()
+        queue.notifications.append(
+            (notification_id, partner, NOTES_TYPE, subject, notes_body(subject))
+        )
+        queue.deliveries.append(
+            (notification_id, callback, partner, NOTES_TYPE, subject, 1, False, due)
+        )
+        queue.sequences.append((callback, subject, 1))
+    return queue
+
+
+async def set_limits(
+    dsn: str, callback_id: int, max_in_flight: int | None, max_per_second: float | None
+) -> None:
+    """A callback's maxInFlight and maxPerSecond, as Callback Update stores them."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "UPDATE callbacks SET max_in_flight = $2, max_per_second = $3 WHERE id = $1",
+            callback_id,
+            max_in_flight,
+            max_per_second,
+        )
+    finally:
+        await connection.close()
+
+
 def ordered_queue(fixture: Fixture, count: int, subjects: int) -> Queue:
     """``count`` state changes of ``subjects`` processes (spread over every partner's ordered
     type-1 callback), in the order echo would have accepted them: only each subject's first

@@ -46,6 +46,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank]
 
 
+def most_in_any_second(times: list[float]) -> int:
+    """The largest number of ``times`` (seconds) inside any one-second window."""
+    ordered, most, start = sorted(times), 0, 0
+    for end, at in enumerate(ordered):
+        while at - ordered[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 def latency_summary(seconds: list[float]) -> dict[str, float]:
     """p50, p90, p99, max in milliseconds."""
     ms = sorted(s * 1000 for s in seconds)

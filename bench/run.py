@@ -58,7 +58,8 @@ import aiohttp
 
 from bench import database
 from bench.database import Fixture
-from bench.loadgen import Target, have_wrk, latency_summary, run_wrk
+from bench.loadgen import Target, have_wrk, latency_summary, most_in_any_second, run_wrk
+from bench.payloads import NOTES_TYPE
 from bench.procs import (
     MemoryWatch,
     Proc,
@@ -102,6 +103,9 @@ class Sizes:
     e2e_rate: float = 1_000.0
     e2e_seconds: float = 30.0
     old_rows: int = 1_000_000
+    hot_queue: int = 30_000  # the noisy neighbour's backlog
+    noisy_seconds: float = 15.0  # how long the 20 quiet callbacks receive 40/s
+    paced_seconds: float = 10.0  # of the maxPerSecond 200 run
     repeats: int = 3  # ceiling and subject in turn, median of each: H/ingest and P/delivery
 
 
@@ -113,6 +117,9 @@ QUICK = Sizes(
     subjects=100,
     e2e_seconds=5.0,
     old_rows=100_000,
+    hot_queue=10_000,
+    noisy_seconds=5.0,
+    paced_seconds=3.0,
     repeats=1,
 )
 
@@ -393,7 +400,7 @@ class Bench:
         log(f"  H = {result['rate']:,.0f} req/s")
         return result
 
-    async def step_h(self, loop: str = "asyncio") -> dict[str, Any]:
+    async def step_h(self, loop: str = "uvloop") -> dict[str, Any]:
         log(f"H: bare aiohttp handler ({loop} loop)")
         proc, port = await self.start_bare(loop)
         result = await self.measure_h(proc, port)
@@ -404,7 +411,7 @@ class Bench:
         """H and ingest measured in turn ``repeats`` times, both processes started once; the
         median of each, then ingest's latency at 70% of its median."""
         log("H and ingest (empty), in turn")
-        bare, bare_port = await self.start_bare("asyncio")
+        bare, bare_port = await self.start_bare("uvloop")
         dsn = await database.create_database(self.server_dsn, "bench_ingest_empty")
         serve, serve_port = await self.start_serve("empty", dsn)
         h_samples, ingest_samples = [], []
@@ -419,7 +426,7 @@ class Bench:
         await database.drop_database(self.server_dsn, "bench_ingest_empty")
         return h, {"max": maximum, "at_70_percent": steady}
 
-    async def step_p(self, loop: str = "asyncio") -> dict[str, Any]:
+    async def step_p(self, loop: str = "uvloop") -> dict[str, Any]:
         log(f"P: one aiohttp client process POSTing to the receiver ({loop} loop)")
         await self.receiver_call("POST", "/control/reset")
         out = self.workdir / "poster.json"
@@ -574,11 +581,16 @@ class Bench:
             p_samples.append(await self.step_p())
             delivery_samples.append(await self.delivery_step("unordered", ordered=False))
         results["P"], results["delivery"] = median_of(p_samples), median_of(delivery_samples)
-        results["P_uvloop"] = await self.step_p("uvloop")
+        results["P_asyncio"] = await self.step_p("asyncio")
         results["scale"] = {"delivery": await self.delivery_step("scale", False, scale)}
         results["delivery_ordered"] = await self.delivery_step("ordered", ordered=True)
+        # One busy partner: everything to one callback, at the default limit and at 64.
+        results["one_callback"] = await self.one_callback_step("one-callback")
+        results["one_callback_64"] = await self.one_callback_step("one-callback-64", 64)
+        results["noisy_neighbour"] = await self.step_noisy_neighbour()
+        results["paced"] = await self.step_paced()
         results["H"], results["ingest"] = await self.step_h_and_ingest()
-        results["H_uvloop"] = await self.step_h("uvloop")
+        results["H_asyncio"] = await self.step_h("asyncio")
         # The same offered load as the empty table's latency run: only the table size differs.
         empty_rate = results["ingest"]["at_70_percent"]["rate_target"]
         results["scale"]["ingest"] = await self.step_ingest("scale", scale, latency_rate=empty_rate)
@@ -634,6 +646,81 @@ class Bench:
             await database.drop_database(self.server_dsn, f"bench_{name}")
         return result
 
+    async def one_callback_step(
+        self, name: str, max_in_flight: int | None = None
+    ) -> dict[str, Any]:
+        """A queue of ``queue`` notifications all for one callback, drained by one dispatcher."""
+        assert self.fixture is not None
+        queue = await asyncio.to_thread(database.one_callback_queue, self.fixture, self.sizes.queue)
+        dsn = await database.create_database(self.server_dsn, "bench_one_callback")
+        callback = self.fixture.callbacks[NOTES_TYPE][0]
+        await database.set_limits(dsn, callback, max_in_flight, None)
+        result = await self.step_delivery(name, dsn, queue)
+        await database.drop_database(self.server_dsn, "bench_one_callback")
+        return result
+
+    async def step_noisy_neighbour(self) -> dict[str, Any]:
+        """One callback drains a backlog while 20 others receive a trickle through the API:
+        the trickle's end-to-end latency while the backlog drains, and the backlog's rate."""
+        assert self.fixture is not None
+        sizes = self.sizes
+        log(f"noisy neighbour: {sizes.hot_queue:,} queued for one callback, 20 others at 40/s")
+        hot = await asyncio.to_thread(database.one_callback_queue, self.fixture, sizes.hot_queue)
+        dsn = await database.create_database(self.server_dsn, "bench_noisy")
+        await database.fill_queue(dsn, hot)
+        await self.receiver_call("POST", "/control/reset?record=1")
+        port = free_port()
+        env = self.callbackhub_env(dsn, port)
+        proc = self.spawn("serve (noisy neighbour)", "serve", python("service", "serve"), env)
+        await wait_http(proc, f"http://127.0.0.1:{port}/health/ready")
+        quiet_partners = [str(p) for p in self.fixture.partners[1:21]]
+        quiet = Target(f"http://127.0.0.1:{port}", quiet_partners, self.token)
+        sent = await self.fixed_rate(quiet, 40.0, sizes.noisy_seconds, ids=True)
+        due_at: dict[str, float] = sent.pop("ids")
+        await self.wait_received(len(hot.deliveries) + len(due_at), timeout=60)
+        arrivals: dict[str, float] = await self.receiver_call("GET", "/control/arrivals")
+        await proc.stop()
+        await database.drop_database(self.server_dsn, "bench_noisy")
+        hot_times = [arrivals[str(n[0])] for n in hot.notifications if str(n[0]) in arrivals]
+        first, last = min(hot_times), max(hot_times)
+        lags = {i: arrivals[i] - due for i, due in due_at.items() if i in arrivals}
+        during = [lag for i, lag in lags.items() if first <= due_at[i] <= last]
+        summary = latency_summary(during) if during else None
+        rate = (len(hot_times) - 1) / (last - first) if last > first else 0.0
+        log(f"  hot {rate:,.0f}/s; quiet during the drain: {len(during)}, {summary}")
+        return {
+            "hot_rate": rate,
+            "hot_received": len(hot_times),
+            "quiet_during": summary,
+            "quiet_sent_during": len(during),
+            "quiet_all": latency_summary(list(lags.values())),
+            "quiet_missing": len(due_at) - len(lags),
+        }
+
+    async def step_paced(self) -> dict[str, Any]:
+        """maxPerSecond 200 on one callback, two dispatcher processes: the most requests the
+        receiver saw in any one-second window."""
+        assert self.fixture is not None
+        count = int(200 * self.sizes.paced_seconds)
+        log(f"maxPerSecond 200, two dispatchers: {count:,} notifications")
+        queue = await asyncio.to_thread(database.one_callback_queue, self.fixture, count)
+        dsn = await database.create_database(self.server_dsn, "bench_paced")
+        await database.set_limits(dsn, self.fixture.callbacks[NOTES_TYPE][0], None, 200.0)
+        await database.fill_queue(dsn, queue)
+        await self.receiver_call("POST", "/control/reset?record=1")
+        env = self.callbackhub_env(dsn)
+        argv = python("service", "dispatcher")
+        procs = [self.spawn(f"dispatcher {n}", f"dispatcher-{n}", argv, env) for n in (1, 2)]
+        stats = await self.wait_received(count, timeout=count / 200 + 60)
+        arrivals: dict[str, float] = await self.receiver_call("GET", "/control/arrivals")
+        for proc in procs:
+            await proc.stop()
+        await database.drop_database(self.server_dsn, "bench_paced")
+        most = most_in_any_second(list(arrivals.values()))
+        elapsed = stats["last"] - stats["first"]
+        log(f"  most in any second: {most}; {stats['unique']:,} in {elapsed:.1f} s")
+        return {"most_in_any_second": most, "received": stats["unique"], "seconds": elapsed}
+
     async def ingest_step(
         self, name: str, workers: int = 1, traced: bool = False
     ) -> dict[str, Any]:
@@ -643,17 +730,23 @@ class Bench:
         return result
 
     def rows(self, r: dict[str, Any]) -> list[Row]:
-        return [*self.rate_rows(r), *self.latency_rows(r), *self.cpu_rows(r), *self.memory_rows()]
+        return [
+            *self.rate_rows(r),
+            *self.busy_partner_rows(r),
+            *self.latency_rows(r),
+            *self.cpu_rows(r),
+            *self.memory_rows(),
+        ]
 
     def rate_rows(self, r: dict[str, Any]) -> list[Row]:
         h, p = r["H"]["rate"], r["P"]["rate"]
         ingest, unordered = r["ingest"]["max"]["rate"], r["delivery"]["rate"]
         scale, old = r["scale"], f"{self.sizes.old_rows:,} old rows"
         return [
-            Row("H: bare aiohttp handler", h, "req/s"),
-            Row("H on uvloop (for comparison)", r["H_uvloop"]["rate"], "req/s", h, "H"),
-            Row("P: one aiohttp client -> receiver", p, "req/s"),
-            Row("P on uvloop (for comparison)", r["P_uvloop"]["rate"], "req/s", p, "P"),
+            Row("H: bare aiohttp handler (uvloop)", h, "req/s"),
+            Row("H on asyncio (for comparison)", r["H_asyncio"]["rate"], "req/s", h, "H"),
+            Row("P: one aiohttp client -> receiver (uvloop)", p, "req/s"),
+            Row("P on asyncio (for comparison)", r["P_asyncio"]["rate"], "req/s", p, "P"),
             Row("ingest, 1 serve process", ingest, "/s", h, "H", at_least=0.5),
             Row("ingest, serve --workers 2", r["ingest_workers_2"]["max"]["rate"], "/s", h, "H"),
             Row("delivery, unordered", unordered, "/s", p, "P", at_least=0.7),
@@ -702,6 +795,39 @@ class Bench:
                 unordered,
                 "empty",
                 at_least=0.9,
+            ),
+        ]
+
+    def busy_partner_rows(self, r: dict[str, Any]) -> list[Row]:
+        p, alone = r["P"]["rate"], r["one_callback"]["rate"]
+        noisy, quiet = r["noisy_neighbour"], r["noisy_neighbour"]["quiet_during"] or {}
+        during = "quiet callbacks while one drains"
+        return [
+            Row("delivery, one callback, maxInFlight 8", alone, "/s", p, "P", at_least=0.5),
+            Row(
+                "delivery, one callback, maxInFlight 64",
+                r["one_callback_64"]["rate"],
+                "/s",
+                p,
+                "P",
+                at_least=0.7,
+            ),
+            Row(f"noisy neighbour: {during}, p50", quiet.get("p50_ms"), "ms", at_most=15),
+            Row(f"noisy neighbour: {during}, p99", quiet.get("p99_ms"), "ms", at_most=50),
+            Row(f"noisy neighbour: {during}, max", quiet.get("max_ms"), "ms"),
+            Row(
+                "noisy neighbour: the draining callback's rate",
+                noisy["hot_rate"],
+                "/s",
+                alone,
+                "alone",
+                at_least=0.8,
+            ),
+            Row(
+                "maxPerSecond 200, 2 dispatchers: most in any 1 s",
+                r["paced"]["most_in_any_second"],
+                "req",
+                at_most=201,
             ),
         ]
 
@@ -779,11 +905,13 @@ class Bench:
 
 def _incomplete(results: dict[str, Any]) -> list[str]:
     problems = []
-    for key in ("delivery", "delivery_ordered"):
+    for key in ("delivery", "delivery_ordered", "one_callback", "one_callback_64"):
         if not results[key]["complete"]:
             problems.append(f"{key}: not every notification was delivered and recorded")
     if not results["scale"]["delivery"]["complete"]:
         problems.append("scale delivery: not every notification was delivered and recorded")
+    if results["noisy_neighbour"]["quiet_missing"]:
+        problems.append("noisy neighbour: accepted notifications never arrived")
     if results["e2e"]["missing"]:
         problems.append(f"e2e: {results['e2e']['missing']} accepted notifications never arrived")
     for name, step in (("H", results["H"]), ("ingest", results["ingest"]["max"])):

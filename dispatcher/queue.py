@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -26,36 +26,60 @@ Q = sql.load_queries("queue")
 
 
 @dataclass(frozen=True)
-class ClaimLimits:
-    """How much one claim may take, given what this worker already has in flight."""
+class ClaimRequest:
+    """What one claim asks for: more for the lanes this worker has, and new lanes."""
 
-    total: int
-    per_callback: int
-    busy: dict[int, int] = field(default_factory=dict)  # callback id -> free slots
-
-    def saturated(self) -> list[int]:
-        return [callback for callback, free in self.busy.items() if free <= 0]
+    wants: dict[int, int]  # callback id -> how many more deliveries (0: none now)
+    new_lanes: int  # how many callbacks it may take on
+    new_lane_depth: int  # deliveries per in-flight slot for a new lane (claim-ahead)
+    default_max_in_flight: int
 
 
-async def claim(
-    pool: Pool, limits: ClaimLimits, lease_seconds: float, worker_id: str
-) -> list[Delivery]:
-    partly_busy = {cb: free for cb, free in limits.busy.items() if free > 0}
+@dataclass(frozen=True)
+class Claimed:
+    """Claimed deliveries, and each callback's limits as they are now."""
+
+    deliveries: list[Delivery]
+    limits: dict[int, tuple[int | None, float | None]]  # maxInFlight, maxPerSecond (None)
+
+
+async def claim(pool: Pool, request: ClaimRequest, lease_seconds: float, worker_id: str) -> Claimed:
     rows = await pool.fetch(
-        Q["claim_due"],
-        limits.total,
-        limits.total * 4,
-        limits.saturated(),
-        list(partly_busy),
-        list(partly_busy.values()),
-        limits.per_callback,
-        lease_seconds,
+        Q["claim_lanes"],
         worker_id,
+        lease_seconds,
+        list(request.wants),
+        list(request.wants.values()),
+        request.new_lanes,
+        request.new_lane_depth,
+        request.default_max_in_flight,
     )
     deliveries = [_delivery(row) for row in rows]
+    limits = {row["callback_id"]: (row["max_in_flight"], row["max_per_second"]) for row in rows}
     if tracing.enabled() and deliveries:
         deliveries = await _with_trace_contexts(pool, deliveries)
-    return deliveries
+    return Claimed(deliveries, limits)
+
+
+async def renew(
+    pool: Pool,
+    worker_id: str,
+    lease_seconds: float,
+    owned: list[int],
+    waiting: list[str],
+    idle: list[int],
+) -> set[int]:
+    """Renew ownership of ``owned`` and the leases of ``waiting``, give up ``idle``; the
+    callbacks still owned."""
+    rows = await pool.fetch(
+        Q["renew_lanes"],
+        worker_id,
+        lease_seconds,
+        owned,
+        [uuid.UUID(n) for n in waiting],
+        idle,
+    )
+    return {row["callback_id"] for row in rows}
 
 
 async def _with_trace_contexts(pool: Pool, deliveries: list[Delivery]) -> list[Delivery]:
@@ -153,5 +177,9 @@ async def finish(
     return Finished(verdicts, changes_from(rows))
 
 
-async def release_leases(pool: Pool, notification_ids: list[str], worker_id: str) -> None:
-    await pool.execute(Q["release_leases"], [uuid.UUID(n) for n in notification_ids], worker_id)
+async def release_leases(
+    pool: Pool, notification_ids: list[str], worker_id: str, callbacks: Sequence[int] = ()
+) -> None:
+    """Give back unsent deliveries uncharged, and the ownership of ``callbacks``."""
+    ids = [uuid.UUID(n) for n in notification_ids]
+    await pool.execute(Q["release_leases"], ids, worker_id, list(callbacks))

@@ -25,6 +25,7 @@ from service.core.stored_secrets import callback_row
 from service.core.tracing import TraceContext
 
 RESPONSE_BODY_LIMIT = 4096
+OPENED_LIMIT = 4096  # callbacks whose credentials are kept opened
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Sender:
         self._keyring = keyring
         self._tokens = TokenCache(session, timeout)
         self._tls = TlsContexts()
+        self._opened: dict[tuple[str | None, str, int], Credentials] = {}
 
     def _secrets(self, delivery: Delivery) -> tuple[str, ...]:
         """The signing secrets in clear. A secret no key opens raises ``SecretUnreadable``:
@@ -114,12 +116,21 @@ class Sender:
         return tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
 
     def _credentials(self, delivery: Delivery) -> Credentials:
-        return open_credentials(
-            self._keyring,
-            delivery.sealed_credentials,
-            delivery.partner_id,
-            delivery.notification_type,
-        )
+        """The callback's credentials, opened and parsed once per stored value (a sealed
+        value is unique: a change of credentials seals anew)."""
+        key = (delivery.sealed_credentials, delivery.partner_id, delivery.notification_type)
+        credentials = self._opened.get(key)
+        if credentials is None:
+            credentials = open_credentials(
+                self._keyring,
+                delivery.sealed_credentials,
+                delivery.partner_id,
+                delivery.notification_type,
+            )
+            if len(self._opened) >= OPENED_LIMIT:
+                self._opened.clear()
+            self._opened[key] = credentials
+        return credentials
 
     async def attempt(self, delivery: Delivery) -> AttemptResult:
         if tracing.enabled():

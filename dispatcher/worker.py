@@ -11,7 +11,6 @@ import signal
 import socket
 import time
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
 
 import asyncpg
@@ -22,6 +21,7 @@ from prometheus_client import generate_latest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from dispatcher import outcomes, queue
+from dispatcher.lanes import CLAIM_AHEAD, Lane, Lanes
 from dispatcher.listener import listen_forever
 from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
@@ -49,10 +49,18 @@ class Dispatcher:
         self._keyring = load_keyring(settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
+        # Whether the next claim also looks for callbacks to take on (new work was announced, or
+        # a poll interval passed, in which retries may have fallen due), not only refills its
+        # lanes.
+        self._look_for_new = True
         self._results: list[AttemptResult] = []
         self._results_ready = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._per_callback: Counter[int] = Counter()
+        self._lanes = Lanes()
+        self._pace_timers: dict[int, asyncio.TimerHandle] = {}
+        # A claim and a renewal never overlap: a renewal that gives up an idle callback must
+        # not race a claim that just gave it work.
+        self._lanes_lock = asyncio.Lock()
         self._stopping = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -86,18 +94,32 @@ class Dispatcher:
         self._background = [
             asyncio.create_task(self._claim_loop(), name="claim-loop"),
             asyncio.create_task(self._flush_loop(), name="flush-loop"),
-            asyncio.create_task(listen_forever(self._dsn, self._wake.set), name="listener"),
+            asyncio.create_task(listen_forever(self._dsn, self._new_work), name="listener"),
             asyncio.create_task(purge_forever(self._pool, self._settings), name="retention"),
+            asyncio.create_task(self._renew_loop(), name="renew-loop"),
         ]
         log.info("dispatcher started", extra={"worker": self.worker_id})
 
-    # Claiming.
+    # Claiming, lane by lane.
 
-    def _limits(self) -> queue.ClaimLimits:
-        per_callback = self._settings.max_per_callback
-        busy = {cb: per_callback - n for cb, n in self._per_callback.items() if n > 0}
-        free = self._settings.max_in_flight - len(self._in_flight)
-        return queue.ClaimLimits(min(free, self._settings.claim_batch), per_callback, busy)
+    @property
+    def _sendable_for(self) -> float:
+        """How long after a claim or renewal began a lane may still start requests: its
+        ownership and delivery leases outlast any request started before then."""
+        return self._settings.lease_margin * 0.9
+
+    def _claim_request(self) -> queue.ClaimRequest:
+        now = time.monotonic()
+        for lane in self._lanes:
+            lane.measure_rate(now)
+        wants = {lane.callback_id: lane.want() for lane in self._lanes}
+        per_slot = self._settings.max_per_callback
+        held = self._lanes.waiting() + len(self._in_flight)
+        room = CLAIM_AHEAD * self._settings.max_in_flight - held
+        new_lanes = max(0, min(self._settings.claim_batch, room // (CLAIM_AHEAD * per_slot)))
+        if not self._look_for_new:
+            new_lanes = 0
+        return queue.ClaimRequest(wants, new_lanes, CLAIM_AHEAD, per_slot)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -107,27 +129,137 @@ class Dispatcher:
                 with attempt:
                     more = await self._claim_once()
             if not more:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+                except TimeoutError:
+                    self._look_for_new = True  # retries fall due without an announcement
+
+    def _new_work(self) -> None:
+        self._look_for_new = True
+        self._wake.set()
 
     async def _claim_once(self) -> bool:
-        """Claim and start what fits; True when there is probably more to claim right away."""
-        limits = self._limits()
-        if limits.total <= 0:
-            return False
-        started = time.time_ns()
-        deliveries = await queue.claim(self._pool, limits, self.lease_seconds, self.worker_id)
-        if tracing.enabled() and deliveries:
-            _record_claim_span(started, deliveries)
-        for delivery in deliveries:
-            self._start(delivery)
-        return len(deliveries) == limits.total and not self._stopping
+        """Claim for the lanes that want more and for new ones; True when there is probably
+        more to claim right away."""
+        async with self._lanes_lock:
+            request = self._claim_request()
+            if request.new_lanes <= 0 and not any(request.wants.values()):
+                return False
+            started, started_ns = time.monotonic(), time.time_ns()
+            self._look_for_new = False
+            claimed = await queue.claim(self._pool, request, self.lease_seconds, self.worker_id)
+            if tracing.enabled() and claimed.deliveries:
+                _record_claim_span(started_ns, claimed.deliveries)
+            self._take_in(claimed, started + self._sendable_for)
+        self._pump()
+        if request.new_lanes > 0 and claimed.limits.keys() - request.wants.keys():
+            self._look_for_new = True  # it took on new lanes (half of those free): look again
+        return bool(claimed.deliveries) and not self._stopping
+
+    def _take_in(self, claimed: queue.Claimed, sendable_until: float) -> None:
+        default = self._settings.max_per_callback
+        for delivery in claimed.deliveries:
+            lane = self._lanes.open(delivery.callback_id, default, sendable_until)
+            lane.waiting.append(delivery)
+        for callback_id, (max_in_flight, max_per_second) in claimed.limits.items():
+            lane = self._lanes.open(callback_id, default, sendable_until)
+            lane.limit(max_in_flight or default, max_per_second)
+            self._lanes.wake(lane)
+
+    # Sending: lanes take turns for the process's in-flight budget.
+
+    def _pump(self) -> None:
+        """Start every request the limits allow now."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        while len(self._in_flight) < self._settings.max_in_flight:
+            lane, paced = self._lanes.next_ready(now)
+            for waiting_lane, wait in paced:
+                self._wake_after(waiting_lane, wait)
+            if lane is None:
+                return
+            self._start(lane.take(now))
+            self._lanes.wake(lane)
+
+    def _wake_after(self, lane: Lane, seconds: float) -> None:
+        """Give a paced lane its turn again when its pacer allows the next request."""
+        if lane.callback_id in self._pace_timers:
+            return
+
+        def paced() -> None:
+            del self._pace_timers[lane.callback_id]
+            self._lanes.wake(lane)
+            self._pump()
+
+        loop = asyncio.get_running_loop()
+        self._pace_timers[lane.callback_id] = loop.call_later(seconds, paced)
 
     def _start(self, delivery: Delivery) -> None:
         IN_FLIGHT.inc()
-        self._per_callback[delivery.callback_id] += 1
         task = asyncio.create_task(self._deliver(delivery))
         self._in_flight[delivery.notification_id] = task
+
+    def _sent(self, delivery: Delivery) -> None:
+        """A request is over: its slot is free for the lane's next one (claim more when the
+        lane runs low, without waiting for this result to be recorded)."""
+        IN_FLIGHT.dec()
+        self._in_flight.pop(delivery.notification_id, None)
+        lane = self._lanes.get(delivery.callback_id)
+        if lane is not None:
+            lane.in_flight -= 1
+            self._lanes.wake(lane)
+            if lane.want() > 0:
+                self._wake.set()
+        self._pump()
+
+    # Keeping the lanes: ownership and the leases of what waits, renewed; idle lanes closed.
+
+    async def _renew_loop(self) -> None:
+        interval = min(5.0, self._settings.lease_margin / 3)
+        while True:
+            await asyncio.sleep(interval)  # a period, not a wait for something
+            async for attempt in _until_database_answers("renewing leases"):
+                with attempt:
+                    await self._renew()
+
+    async def _renew(self) -> None:
+        async with self._lanes_lock:
+            busy = [lane for lane in self._lanes if not lane.idle]
+            idle = [lane.callback_id for lane in self._lanes if lane.idle]
+            waiting = [d.notification_id for lane in busy for d in lane.waiting]
+            started = time.monotonic()
+            owned = [lane.callback_id for lane in busy]
+            still = await queue.renew(
+                self._pool, self.worker_id, self.lease_seconds, owned, waiting, idle
+            )
+            for callback_id in idle:
+                self._close_lane(callback_id)
+            lost = [lane for lane in busy if lane.callback_id not in still]
+            for lane in busy:
+                if lane.callback_id in still:
+                    lane.sendable_until = started + self._sendable_for
+                    self._lanes.wake(lane)
+            if lost:
+                await self._give_up(lost)
+        self._pump()
+
+    async def _give_up(self, lanes: list[Lane]) -> None:
+        """Lanes whose ownership lapsed (the database was away too long): another worker may
+        own them now, so what waits goes back, uncharged; what is in flight finishes."""
+        unsent = [d.notification_id for lane in lanes for d in lane.waiting]
+        log.warning("gave up %d callbacks whose ownership lapsed", len(lanes))
+        for lane in lanes:
+            lane.waiting.clear()
+            if lane.idle:
+                self._close_lane(lane.callback_id)
+        await queue.release_leases(self._pool, unsent, self.worker_id)
+
+    def _close_lane(self, callback_id: int) -> None:
+        self._lanes.close(callback_id)
+        timer = self._pace_timers.pop(callback_id, None)
+        if timer is not None:
+            timer.cancel()
 
     async def _deliver(self, delivery: Delivery) -> None:
         """Make one attempt and queue its result for the write-back, whatever it raised: an
@@ -144,11 +276,7 @@ class Dispatcher:
             )
             result = internal_error(delivery, started_at, error)
         finally:
-            IN_FLIGHT.dec()
-            self._in_flight.pop(delivery.notification_id, None)
-            self._per_callback[delivery.callback_id] -= 1
-            if self._per_callback[delivery.callback_id] <= 0:
-                del self._per_callback[delivery.callback_id]
+            self._sent(delivery)
         self._results.append(result)
         self._results_ready.set()
 
@@ -172,7 +300,7 @@ class Dispatcher:
             del self._results[: len(batch)]
             outcomes.observe(batch, finished.verdicts, self._settings.metrics_per_partner)
             log_changes(finished.changes)
-            # Slots are free now and successors of ordered deliveries are released: claim.
+            # Successors of ordered deliveries are released, in lanes this worker has: claim.
             self._wake.set()
         self._results_ready.clear()
 
@@ -180,7 +308,8 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop claiming, let in-flight requests finish within the grace period, record them,
-        and give back the leases of those that did not finish."""
+        and give back the leases of those that did not finish or never started, and the
+        callbacks this worker owned."""
         self._stopping = True
         self._wake.set()
         for task in self._background:
@@ -203,10 +332,14 @@ class Dispatcher:
         return unfinished
 
     async def _finish_stop(self, unfinished: list[str]) -> None:
+        for timer in self._pace_timers.values():
+            timer.cancel()
+        unfinished += [d.notification_id for lane in self._lanes for d in lane.waiting]
+        owned = [lane.callback_id for lane in self._lanes]
         try:
             await asyncio.wait_for(self._flush(), self._settings.shutdown_grace + 5)
-            if unfinished:
-                await queue.release_leases(self._pool, unfinished, self.worker_id)
+            if unfinished or owned:
+                await queue.release_leases(self._pool, unfinished, self.worker_id, owned)
         except (TimeoutError, *DATABASE_DOWN) as error:
             log.warning("could not record everything at shutdown (leases will expire): %s", error)
         await self._session.close()

@@ -392,6 +392,12 @@ ALTER TABLE public.audit_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
     CACHE 1
 );
 
+CREATE TABLE public.callback_owners (
+    callback_id bigint NOT NULL,
+    owner text NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
 CREATE TABLE public.callbacks (
     id bigint NOT NULL,
     partner_id uuid NOT NULL,
@@ -409,7 +415,11 @@ CREATE TABLE public.callbacks (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     delivery_options jsonb DEFAULT '{}'::jsonb NOT NULL,
     sealed_credentials text,
+    max_in_flight integer,
+    max_per_second double precision,
     CONSTRAINT callbacks_disabled_reason_check CHECK ((disabled_reason = ANY (ARRAY['disabled_by_user'::text, 'gone'::text, 'failing'::text]))),
+    CONSTRAINT callbacks_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 256))),
+    CONSTRAINT callbacks_max_per_second_check CHECK (((max_per_second >= (0.1)::double precision) AND (max_per_second <= (10000)::double precision))),
     CONSTRAINT callbacks_url_check CHECK ((length(url) <= 2048))
 );
 
@@ -529,6 +539,9 @@ CREATE TABLE public.subject_sequences (
 ALTER TABLE ONLY public.audit_events
     ADD CONSTRAINT audit_events_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.callback_owners
+    ADD CONSTRAINT callback_owners_pkey PRIMARY KEY (callback_id);
+
 ALTER TABLE ONLY public.callbacks
     ADD CONSTRAINT callbacks_partner_id_notification_type_key UNIQUE (partner_id, notification_type);
 
@@ -580,6 +593,8 @@ CREATE INDEX audit_events_partner_idx ON public.audit_events USING btree (partne
 
 CREATE INDEX deliveries_due ON public.deliveries USING btree (next_attempt_at) WHERE (status = ANY (ARRAY['queued'::text, 'delivering'::text]));
 
+CREATE INDEX deliveries_due_by_callback ON public.deliveries USING btree (callback_id, next_attempt_at) WHERE (status = ANY (ARRAY['queued'::text, 'delivering'::text]));
+
 CREATE INDEX deliveries_finished ON public.deliveries USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
 CREATE INDEX deliveries_partner_status ON public.deliveries USING btree (partner_id, status, created_at DESC);
@@ -595,6 +610,9 @@ CREATE TRIGGER audit_events_append_only BEFORE DELETE OR UPDATE ON public.audit_
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON public.audit_events FOR EACH STATEMENT EXECUTE FUNCTION public.audit_events_append_only_v1();
 
 CREATE TRIGGER callbacks_audit_automatic_disable AFTER UPDATE OF enabled ON public.callbacks FOR EACH ROW WHEN ((old.enabled AND (NOT new.enabled) AND (new.disabled_reason = ANY (ARRAY['gone'::text, 'failing'::text])))) EXECUTE FUNCTION public.audit_automatic_disable_v1();
+
+ALTER TABLE ONLY public.callback_owners
+    ADD CONSTRAINT callback_owners_callback_id_fkey FOREIGN KEY (callback_id) REFERENCES public.callbacks(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.callbacks
     ADD CONSTRAINT callbacks_notification_type_fkey FOREIGN KEY (notification_type) REFERENCES public.notification_types(id);

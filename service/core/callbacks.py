@@ -64,6 +64,8 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
         tls=options.tls,
         signature=options.signature,
         public_key=options.public_key,
+        max_in_flight=row["max_in_flight"],
+        max_per_second=row["max_per_second"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -93,6 +95,8 @@ _AUDITED = {
     "description": "description",
     "ordered_delivery": "orderedDelivery",
     "delivery_options": "deliveryOptions",  # header names, auth type, signature: no secrets
+    "max_in_flight": "maxInFlight",
+    "max_per_second": "maxPerSecond",
 }
 
 
@@ -139,6 +143,10 @@ async def upsert_callback(
                 sealed,
                 options.as_json(),
                 seal_credentials(keyring, credentials, partner_id, notification_type),
+                update.max_in_flight,
+                update.max_per_second,
+                "max_in_flight" in update.model_fields_set,
+                "max_per_second" in update.model_fields_set,
             )
         except asyncpg.ForeignKeyViolationError:
             raise PartnerNotFound() from None

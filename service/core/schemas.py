@@ -150,6 +150,16 @@ HeaderMap = Annotated[
 ]
 
 
+def _whole_number(value: object) -> object:
+    """JSON Schema counts 42.0 as an integer; strict validation would not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+InFlightLimit = Annotated[int, Field(ge=1, le=256), BeforeValidator(_whole_number)]
+
+
 class CallbackUpdate(ApiModel):
     # An absolute http(s) URL; checked in full by ``service.core.url_guard``.
     url: str = Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})
@@ -166,6 +176,20 @@ class CallbackUpdate(ApiModel):
     auth: OutboundAuth | None = None
     tls: TlsOptions | None = None
     signature: Literal["hmac-sha256", "ed25519"] | None = None
+    # Limits (dispatcher/lanes.py), across every dispatcher process together: left out, a
+    # limit keeps its value; null resets it (the service default; no rate limit).
+    max_in_flight: InFlightLimit | None = Field(
+        default=None,
+        description="requests in flight at once to this callback (null: the service default, "
+        "CALLBACKHUB_MAX_PER_CALLBACK, 8)",
+    )
+    max_per_second: float | None = Field(
+        default=None,
+        ge=0.1,
+        le=10000,
+        allow_inf_nan=False,
+        description="requests started per second, evenly spaced (null: no limit)",
+    )
 
 
 class Callback(ApiModel):
@@ -184,6 +208,10 @@ class Callback(ApiModel):
     public_key: str | None = Field(
         default=None, description="ed25519: what the partner verifies signatures with (whpk_…)"
     )
+    max_in_flight: int | None = Field(
+        default=None, description="null: the service default (CALLBACKHUB_MAX_PER_CALLBACK)"
+    )
+    max_per_second: float | None = Field(default=None, description="null: no rate limit")
     created_at: datetime
     updated_at: datetime
 

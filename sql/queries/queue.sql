@@ -1,32 +1,76 @@
--- name: claim_due
--- Claim up to $1 due deliveries for this worker ($8), at most $6 per callback, fewer for the
--- callbacks this worker is already busy with ($4 ids, $5 free slots), none for those it has
--- saturated ($3). Expired leases ('delivering' past next_attempt_at) are claimed again.
-WITH candidates AS (
-    SELECT notification_id, callback_id, next_attempt_at
-    FROM deliveries
-    WHERE status IN ('queued', 'delivering') AND next_attempt_at <= now()
-      AND callback_id <> ALL ($3::bigint[])
-    ORDER BY next_attempt_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), ranked AS (
-    SELECT notification_id, callback_id, next_attempt_at,
-           row_number() OVER (PARTITION BY callback_id ORDER BY next_attempt_at) AS rank
-    FROM candidates
+-- name: claim_lanes
+-- Claim due deliveries lane by lane for this worker ($1), leased for $2 seconds:
+-- - for the callbacks it already owns ($3, wanting $4 more each; 0 wants none now) while its
+--   ownership has at least half its lease left (another worker may hold a lapsed one now);
+-- - and for half of (at most $5) callbacks nobody owns (or whose owner's lease lapsed) with
+--   due work, oldest due first, which it takes ownership of, $6 x the callback's maxInFlight each
+--   ($7 when it has none), or a second's worth for a callback with a maxPerSecond.
+-- Each lane gets its own oldest due deliveries: a backlog at one callback never crowds out
+-- another's. Expired delivery leases ('delivering' past next_attempt_at) are claimed again.
+WITH mine AS (
+    -- no write: a lane's ownership is renewed by renew_lanes well before it could lapse, so
+    -- one with less than half its lease left is simply not claimed for now
+    SELECT o.callback_id, m.want
+    FROM callback_owners o
+    JOIN unnest($3::bigint[], $4::integer[]) AS m (callback_id, want)
+      ON m.callback_id = o.callback_id
+    WHERE o.owner = $1 AND o.expires_at > now() + make_interval(secs => $2 / 2)
+      AND m.want > 0
+), unowned AS (
+    SELECT c.id AS callback_id,
+           -- a paced callback gets about a second's worth (dispatcher/lanes.py, Lane.depth)
+           CASE WHEN c.max_per_second IS NULL THEN $6 * coalesce(c.max_in_flight, $7)
+                ELSE least($6 * coalesce(c.max_in_flight, $7),
+                           greatest(1, ceil(c.max_per_second))::integer)
+           END AS want,
+           first_due.at
+    FROM callbacks c
+    CROSS JOIN LATERAL (
+        SELECT d.next_attempt_at AS at
+        FROM deliveries d
+        WHERE d.callback_id = c.id AND d.status IN ('queued', 'delivering')
+          AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at
+        LIMIT 1
+    ) first_due
+    LEFT JOIN callback_owners o ON o.callback_id = c.id
+    WHERE $5 > 0 AND c.enabled AND c.id <> ALL ($3::bigint[])
+      AND (o.callback_id IS NULL OR o.expires_at < now() OR o.owner = $1)
+    ORDER BY first_due.at
+    LIMIT $5
+), free AS (
+    -- half of them (at least one): dispatchers racing for new work each get some of it
+    SELECT * FROM unowned
+    ORDER BY at
+    LIMIT greatest(1, ceil((SELECT count(*) FROM unowned) / 2.0))::integer
+), taken AS (
+    INSERT INTO callback_owners (callback_id, owner, expires_at)
+    SELECT callback_id, $1, now() + make_interval(secs => $2) FROM free
+    ON CONFLICT (callback_id) DO UPDATE
+        SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE callback_owners.expires_at < now() OR callback_owners.owner = excluded.owner
+    RETURNING callback_id
+), lanes AS (
+    SELECT callback_id, want FROM mine
+    UNION ALL
+    SELECT free.callback_id, free.want FROM free JOIN taken USING (callback_id)
 ), chosen AS (
-    SELECT ranked.notification_id
-    FROM ranked
-    LEFT JOIN unnest($4::bigint[], $5::integer[]) AS busy (callback_id, free)
-           ON busy.callback_id = ranked.callback_id
-    WHERE ranked.rank <= coalesce(busy.free, $6)
-    ORDER BY ranked.next_attempt_at
-    LIMIT $1
+    SELECT due.notification_id
+    FROM lanes
+    CROSS JOIN LATERAL (
+        SELECT d.notification_id
+        FROM deliveries d
+        WHERE d.callback_id = lanes.callback_id AND d.status IN ('queued', 'delivering')
+          AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at
+        LIMIT lanes.want
+        FOR UPDATE SKIP LOCKED
+    ) due
 )
 UPDATE deliveries d
 SET status = 'delivering',
-    next_attempt_at = now() + make_interval(secs => $7),
-    locked_by = $8,
+    next_attempt_at = now() + make_interval(secs => $2),
+    locked_by = $1,
     attempts = d.attempts + 1,
     round_attempts = d.round_attempts + 1,
     last_attempt_at = now()
@@ -38,10 +82,38 @@ RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.r
           d.sequence, d.ordered, d.subject, d.partner_id, n.created_at AS accepted_at,
           n.payload, c.url, c.signing_secret, c.sealed_credentials, c.delivery_options,
           CASE WHEN c.previous_secret_expires_at > now() THEN c.previous_secret END
-              AS previous_secret;
+              AS previous_secret,
+          c.max_in_flight, c.max_per_second;
+
+-- name: renew_lanes
+-- Keep what this worker ($1) holds for another $2 seconds: its ownership of callbacks ($3)
+-- and the leases of the deliveries it claimed ahead but has not sent yet ($4); give up the
+-- callbacks it has no more work for ($5). Returns the callbacks it still owns: one missing
+-- lapsed and may be someone else's now.
+WITH owned AS (
+    UPDATE callback_owners
+    SET expires_at = now() + make_interval(secs => $2)
+    WHERE owner = $1 AND callback_id = ANY ($3::bigint[]) AND expires_at >= now()
+    RETURNING callback_id
+), leased AS (
+    UPDATE deliveries
+    SET next_attempt_at = now() + make_interval(secs => $2)
+    WHERE notification_id = ANY ($4::uuid[]) AND status = 'delivering' AND locked_by = $1
+      AND callback_id IN (SELECT callback_id FROM owned)
+    RETURNING 1
+), released AS (
+    DELETE FROM callback_owners WHERE owner = $1 AND callback_id = ANY ($5::bigint[])
+    RETURNING 1
+)
+SELECT callback_id FROM owned;
 
 -- name: release_leases
--- A worker shutting down gives back what it claimed but did not finish, uncharged.
+-- A worker gives back what it claimed but did not send or finish, uncharged (shutting down,
+-- or a lane whose ownership lapsed), and the callbacks it owned ($3).
+WITH released AS (
+    DELETE FROM callback_owners WHERE owner = $2 AND callback_id = ANY ($3::bigint[])
+    RETURNING 1
+)
 UPDATE deliveries
 SET status = 'queued', next_attempt_at = now(), locked_by = NULL,
     attempts = attempts - 1, round_attempts = round_attempts - 1

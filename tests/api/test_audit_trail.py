@@ -54,6 +54,8 @@ async def test_a_callback_change_records_who_what_before_and_after_and_the_reque
         "description": None,
         "orderedDelivery": False,
         "deliveryOptions": {"headerNames": [], "signature": "hmac-sha256"},
+        "maxInFlight": None,
+        "maxPerSecond": None,
     }
     assert create["requestId"] == created.headers["X-Request-Id"]
     assert update["action"] == "callback.updated"

@@ -32,6 +32,8 @@ CALLBACK_FIELDS = {
     "tls",
     "signature",
     "publicKey",
+    "maxInFlight",
+    "maxPerSecond",
     "createdAt",
     "updatedAt",
 }

@@ -63,6 +63,10 @@ async def add_callback(
         secret(),
         "{}",  # delivery options (jsonb, as text: this connection has no JSON codec)
         None,  # sealed credentials
+        None,  # maxInFlight
+        None,  # maxPerSecond
+        False,  # (neither limit named)
+        False,
     )
     assert row is not None
     callback_id: int = row["id"]
@@ -116,9 +120,9 @@ async def store_one(connection: asyncpg.Connection, item: Item) -> uuid.UUID:
 async def claim(
     connection: asyncpg.Connection, worker: str = "worker-a", lease: float = 60.0, total: int = 100
 ) -> list[asyncpg.Record]:
-    """claim_due with no callback busy or saturated."""
+    """claim_lanes for a worker with no lanes yet: up to ``total`` per callback it can own."""
     rows: list[asyncpg.Record] = await connection.fetch(
-        QUEUE["claim_due"], total, total * 4, [], [], [], total, lease, worker
+        QUEUE["claim_lanes"], worker, lease, [], [], 100, total, 1
     )
     return rows
 

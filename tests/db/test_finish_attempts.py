@@ -318,8 +318,9 @@ async def test_a_success_closes_the_failure_window(
 async def test_a_stale_lease_cannot_overwrite_the_attempt_that_took_it_over(
     connection: asyncpg.Connection, verdict: str, status: int, reason: str | None
 ) -> None:
-    """Worker A's lease expires while its attempt is still under way; worker B claims the row
-    again (attempt 2). A's late finish must leave B's lease alone, and release nothing."""
+    """Worker A's leases (the delivery's and its ownership of the callback) expire while its
+    attempt is still under way; worker B claims the row again (attempt 2). A's late finish must
+    leave B's lease alone, and release nothing."""
     partner = await add_partner(connection)
     callback_id = await add_callback(connection, partner, ordered=True)
     subject = uuid.uuid4()
@@ -333,6 +334,7 @@ async def test_a_stale_lease_cannot_overwrite_the_attempt_that_took_it_over(
         " WHERE notification_id = $1",
         notification,
     )
+    await connection.execute("UPDATE callback_owners SET expires_at = now() - interval '1 second'")
     [by_b] = await claim(connection, worker="worker-b")
     assert (by_b["notification_id"], by_b["attempts"]) == (notification, 2)
     lease = (await delivery(connection, notification))["next_attempt_at"]
@@ -388,18 +390,22 @@ async def test_a_stale_worker_cannot_release_the_lease_that_was_taken_over(
         " WHERE notification_id = $1",
         notification,
     )
+    await connection.execute("UPDATE callback_owners SET expires_at = now() - interval '1 second'")
     [by_b] = await claim(connection, worker="worker-b")
     assert by_b["attempts"] == 2
 
-    await connection.execute(QUEUE["release_leases"], [notification], "worker-a")
+    callback = by_b["callback_id"]
+    await connection.execute(QUEUE["release_leases"], [notification], "worker-a", [callback])
 
     row = await delivery(connection, notification)
     assert (row["status"], row["locked_by"], row["attempts"]) == ("delivering", "worker-b", 2)
+    assert await connection.fetchval("SELECT owner FROM callback_owners") == "worker-b"
 
-    await connection.execute(QUEUE["release_leases"], [notification], "worker-b")
+    await connection.execute(QUEUE["release_leases"], [notification], "worker-b", [callback])
 
     row = await delivery(connection, notification)
     assert (row["status"], row["locked_by"], row["attempts"]) == ("queued", None, 1)
+    assert await connection.fetchval("SELECT count(*) FROM callback_owners") == 0
 
 
 async def test_gone_on_an_ordered_head_fails_the_rest_of_its_subject(

@@ -138,10 +138,12 @@ async def test_a_partner_that_never_answers_does_not_delay_another(
         for notification_id in fast:
             await settled(client, fast_partner, notification_id, "delivered")
         # Causal, not timed: none of the slow partner's attempts has ended yet (each ends only
-        # with the 20 s timeout), yet every one of the fast partner's is delivered.
+        # with the 20 s timeout), yet every one of the fast partner's is delivered. The slow
+        # callback's lane holds more claimed ahead (up to 4 x 8), ready for the next free slot.
         page = await log_page(client, slow_partner, limit=100)
         statuses = Counter((item["status"], item["attempts"]) for item in page["items"])
-        assert statuses == {("delivering", 1): 8, ("queued", 0): 22}
+        assert set(statuses) <= {("delivering", 1), ("queued", 0)}
+        assert 8 <= statuses[("delivering", 1)] <= 32
         detail = await notification(client, slow_partner, slow[0])
         assert detail["attemptLog"] == []
         assert len(stuck.received) == 8

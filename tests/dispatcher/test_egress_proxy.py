@@ -164,7 +164,7 @@ async def test_a_proxy_that_refuses_a_tunnel_is_named_in_the_attempt_log(
         lambda d: len(d["attemptLog"]) >= 1,
     )
     assert detail["attemptLog"][0]["error"] == "egress proxy refused the request: 407"
-    assert detail["status"] == "queued"  # retried: the proxy may be fixed
+    assert detail["status"] in ("queued", "delivering")  # retried: the proxy may be fixed
     assert tls_partner.clients == []
 
 

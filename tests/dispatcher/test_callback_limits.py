@@ -1,0 +1,98 @@
+"""A callback's maxInFlight and maxPerSecond hold across dispatcher processes together: one
+dispatcher at a time owns a callback's lane, so two dispatchers sharing the database still
+send at most ``maxInFlight`` requests at once, and at most ``maxPerSecond`` + 1 in any
+one-second window (counted at the receiver)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bench.loadgen import most_in_any_second
+from dispatcher.worker import Dispatcher
+from tests.support.api import emit, payload, put_callback, settled
+from tests.support.receiver import Receiver
+from tests.support.settings import make_settings
+
+
+class ConcurrencyReceiver(Receiver):
+    """Answers after ``seconds``, and remembers the most requests it held at once."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.in_flight = 0
+        self.most = 0
+        self.default = self._slow
+
+    async def _slow(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(self.seconds)  # the partner's latency, not a synchronisation
+        finally:
+            self.in_flight -= 1
+        return web.Response(text="ok")
+
+
+@pytest.fixture
+async def two_dispatchers(database: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """Two dispatchers on the test's database, as two processes would be (each its own pool,
+    worker id and lanes); started when the test asks."""
+    started: list[Dispatcher] = []
+
+    async def start(**overrides: Any) -> list[Dispatcher]:
+        for name in ("a", "b"):
+            dispatcher = Dispatcher(make_settings(tmp_path / name, **overrides), database)
+            await dispatcher.start()
+            started.append(dispatcher)
+        return started
+
+    yield start
+    for dispatcher in started:
+        await dispatcher.stop()
+
+
+async def test_max_in_flight_holds_across_two_dispatchers(
+    client: TestClient, partner: str, two_dispatchers: Any
+) -> None:
+    slow = await ConcurrencyReceiver(0.05).start()
+    try:
+        created = await put_callback(client, partner, 2, slow.url, maxInFlight=3)
+        assert created["maxInFlight"] == 3
+        ids = [await emit(client, partner, 2, payload(2)) for _ in range(40)]
+        await two_dispatchers()
+
+        for notification_id in ids:
+            await settled(client, partner, notification_id, "delivered")
+        assert slow.most == 3  # reached, never passed, though both dispatchers had work
+        assert len(slow.received) == 40
+    finally:
+        await slow.stop()
+
+
+async def test_max_per_second_holds_across_two_dispatchers(
+    client: TestClient, partner: str, receiver: Receiver, two_dispatchers: Any
+) -> None:
+    await put_callback(client, partner, 2, receiver.url, maxPerSecond=10)
+    ids = [await emit(client, partner, 2, payload(2)) for _ in range(25)]
+    await two_dispatchers()
+
+    for notification_id in ids:
+        await settled(client, partner, notification_id, "delivered")
+    arrivals = [request.at for request in receiver.received]
+    assert len(arrivals) == 25
+    assert 9 <= most_in_any_second(arrivals) <= 11  # the limit is reached and held
+    assert max(arrivals) - min(arrivals) >= 2.3  # 25 starts, 0.1 s apart
+
+
+def test_most_in_any_second_counts_a_sliding_window() -> None:  # the bench's count too
+    assert most_in_any_second([]) == 0
+    assert most_in_any_second([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
+    assert most_in_any_second([0.0, 1.0, 2.0]) == 1
