@@ -48,7 +48,7 @@ FUZZ_EXAMPLES ?= 1000
 fuzz: $(STAMP)
 	CALLBACKHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --timeout=0 tests/api/test_schemathesis.py
 
-## Measure against this machine's own limits, one run (~7 min; BENCH_QUICK=1 for ~1 min)
+## Measure against this machine's own limits, one run (~11 min; BENCH_QUICK=1 for ~3 min)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 

@@ -16,6 +16,9 @@ CREATE TABLE callback_owners (
     expires_at   timestamptz NOT NULL
 );
 
--- The claim walks callbacks and takes each one's oldest due deliveries: this finds them.
+-- The claim walks callbacks and takes each one's oldest due deliveries: this finds them. It
+-- replaces the index on next_attempt_at alone, which nothing else needs and which would tempt
+-- the planner, for "this callback's oldest due row", to walk every other callback's backlog.
 CREATE INDEX deliveries_due_by_callback ON deliveries (callback_id, next_attempt_at)
     WHERE status IN ('queued', 'delivering');
+DROP INDEX deliveries_due;

@@ -30,7 +30,7 @@ WITH mine AS (
         FROM deliveries d
         WHERE d.callback_id = c.id AND d.status IN ('queued', 'delivering')
           AND d.next_attempt_at <= now()
-        ORDER BY d.next_attempt_at
+        ORDER BY d.callback_id, d.next_attempt_at  -- deliveries_due_by_callback's order
         LIMIT 1
     ) first_due
     LEFT JOIN callback_owners o ON o.callback_id = c.id
@@ -62,7 +62,7 @@ WITH mine AS (
         FROM deliveries d
         WHERE d.callback_id = lanes.callback_id AND d.status IN ('queued', 'delivering')
           AND d.next_attempt_at <= now()
-        ORDER BY d.next_attempt_at
+        ORDER BY d.callback_id, d.next_attempt_at  -- deliveries_due_by_callback's order
         LIMIT lanes.want
         FOR UPDATE SKIP LOCKED
     ) due
@@ -74,8 +74,10 @@ SET status = 'delivering',
     attempts = d.attempts + 1,
     round_attempts = d.round_attempts + 1,
     last_attempt_at = now()
-FROM chosen, notifications n, callbacks c
-WHERE d.notification_id = chosen.notification_id
+FROM notifications n, callbacks c
+-- An array, not a join with chosen: the planner cannot know how few rows chosen holds, and
+-- would hash the whole queue to join them; by their ids it looks each one up.
+WHERE d.notification_id = ANY (ARRAY(SELECT notification_id FROM chosen))
   AND n.id = d.notification_id
   AND c.id = d.callback_id
 RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.round_attempts,
