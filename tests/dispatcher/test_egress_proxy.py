@@ -7,21 +7,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient
 
-from dispatcher.worker import Dispatcher
 from service.core.settings import ConfigurationError, load_settings
 from tests.support.api import emit, notification, payload, put_callback, settled
 from tests.support.certificates import CertificateAuthority
+from tests.support.fixtures import StartDispatcher
 from tests.support.polling import eventually
 from tests.support.proxy import ForwardProxy
 from tests.support.receiver import Receiver
 from tests.support.scripted_dns import ScriptedDns
-from tests.support.settings import make_settings
 from tests.support.tls_receiver import TlsReceiver, tls_receiver
 from tests.support.token_server import TokenServer, oauth2_auth, running_token_server
 
@@ -31,21 +28,6 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
     started = await ForwardProxy(credentials=("egress", "pr0xy p@ss")).start()
     yield started
     await started.stop()
-
-
-@pytest.fixture
-async def start_dispatcher(database: str, tmp_path: Path) -> AsyncIterator[Any]:
-    started: list[Dispatcher] = []
-
-    async def start(dns: AbstractResolver | None = None, **overrides: Any) -> Dispatcher:
-        dispatcher = Dispatcher(make_settings(tmp_path, **overrides), database, dns)
-        await dispatcher.start()
-        started.append(dispatcher)
-        return dispatcher
-
-    yield start
-    for dispatcher in started:
-        await dispatcher.stop()
 
 
 PARTNER_CA = CertificateAuthority("Partner CA")
@@ -70,13 +52,13 @@ async def test_every_attempt_and_token_request_goes_through_the_proxy_with_its_c
     receiver: Receiver,
     token_server: TokenServer,
     proxy: ForwardProxy,
-    start_dispatcher: Any,
+    dispatch: StartDispatcher,
 ) -> None:
     await put_callback(client, partner, 2, receiver.url)
     await put_callback(client, partner, 3, receiver.url, auth=oauth2_auth(token_server))
     plain = [await emit(client, partner, 2, payload(2)) for _ in range(3)]
     with_token = await emit(client, partner, 3, payload(3))
-    await start_dispatcher(egress_proxy=proxy.url_with_credentials())
+    await dispatch(egress_proxy=proxy.url_with_credentials())
 
     for notification_id in [*plain, with_token]:
         await settled(client, partner, notification_id, "delivered")
@@ -96,14 +78,14 @@ async def test_https_goes_through_a_connect_tunnel(
     client: TestClient,
     partner: str,
     proxy: ForwardProxy,
-    start_dispatcher: Any,
+    dispatch: StartDispatcher,
     tmp_path: Path,
 ) -> None:
     ca = CertificateAuthority("Partner CA")
     async for tls in tls_receiver(tmp_path, ca, require_client=False):
         await put_callback(client, partner, 2, tls.url, tls={"caCertificate": ca.pem})
         notification_id = await emit(client, partner, 2, payload(2))
-        await start_dispatcher(egress_proxy=proxy.url_with_credentials())
+        await dispatch(egress_proxy=proxy.url_with_credentials())
 
         await settled(client, partner, notification_id, "delivered")
 
@@ -117,7 +99,7 @@ async def test_the_url_guard_vets_the_destination_before_the_proxy_is_contacted(
     partner: str,
     receiver: Receiver,
     proxy: ForwardProxy,
-    start_dispatcher: Any,
+    dispatch: StartDispatcher,
 ) -> None:
     # partner.test is an allowed "public" partner (the proxy's own DNS finds the receiver);
     # internal.test resolves, for the dispatcher, to an address outside the allowed networks.
@@ -133,7 +115,7 @@ async def test_the_url_guard_vets_the_destination_before_the_proxy_is_contacted(
     await put_callback(client, partner, 2, f"http://internal.test:{port}/hook")
     await put_callback(client, partner, 3, "http://metadata.test/latest/meta-data")
     blocked = [await emit(client, partner, t, payload(t)) for t in (2, 3)]
-    await start_dispatcher(dns, egress_proxy=proxy.url_with_credentials())
+    await dispatch(dns, egress_proxy=proxy.url_with_credentials())
 
     for notification_id in blocked:
         detail = await settled(client, partner, notification_id, "failed")
@@ -152,12 +134,12 @@ async def test_a_proxy_that_refuses_a_tunnel_is_named_in_the_attempt_log(
     client: TestClient,
     partner: str,
     proxy: ForwardProxy,
-    start_dispatcher: Any,
+    dispatch: StartDispatcher,
     tls_partner: TlsReceiver,
 ) -> None:
     await put_callback(client, partner, 2, tls_partner.url, tls={"caCertificate": PARTNER_CA.pem})
     notification_id = await emit(client, partner, 2, payload(2))
-    await start_dispatcher(egress_proxy=proxy.url)  # without the proxy's credentials
+    await dispatch(egress_proxy=proxy.url)  # without the proxy's credentials
 
     detail = await eventually(
         lambda: notification(client, partner, notification_id),

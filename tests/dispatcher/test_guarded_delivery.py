@@ -11,42 +11,20 @@ own listeners, where it is caught.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from ipaddress import ip_network
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient
 
 from dispatcher.sender import RESPONSE_BODY_LIMIT
-from dispatcher.worker import Dispatcher
 from tests.support.api import emit, notification, payload, put_callback, settled
+from tests.support.fixtures import StartDispatcher
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, status
 from tests.support.scripted_dns import ScriptedDns
-from tests.support.settings import make_settings
-
-StartDispatcher = Callable[..., Awaitable[Dispatcher]]
-
-
-@pytest.fixture
-async def dispatch(database: str, tmp_path: Path) -> AsyncIterator[StartDispatcher]:
-    """Start a dispatcher on the test's database with settings overrides (and a DNS)."""
-    started: list[Dispatcher] = []
-
-    async def start(dns: AbstractResolver | None = None, **overrides: Any) -> Dispatcher:
-        dispatcher = Dispatcher(make_settings(tmp_path, **overrides), database, dns)
-        await dispatcher.start()
-        started.append(dispatcher)
-        return dispatcher
-
-    yield start
-    for dispatcher in started:
-        await dispatcher.stop()
 
 
 @dataclass

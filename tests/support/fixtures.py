@@ -6,14 +6,16 @@ Registered for every test by ``tests/conftest.py`` (``pytest_plugins``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient
 
+from dispatcher.worker import Dispatcher
 from service.api.app import create_app
 from service.core.settings import Settings
 from service.server import build_app
@@ -67,6 +69,26 @@ async def client_with_dispatcher(
     """The API and a dispatcher in one app, as ``callbackhub serve`` runs them. ``database``
     comes first so it is dropped only after the app (and its dispatcher) has shut down."""
     return await aiohttp_client(build_app(settings, database, with_dispatcher=True))
+
+
+StartDispatcher = Callable[..., Awaitable[Dispatcher]]
+
+
+@pytest.fixture
+async def dispatch(database: str, tmp_path: Path) -> AsyncIterator[StartDispatcher]:
+    """Start a dispatcher of its own on the test's database, with settings overrides (and a
+    DNS), for tests whose API (``client``) runs without one; stopped at the end."""
+    started: list[Dispatcher] = []
+
+    async def start(dns: AbstractResolver | None = None, **overrides: Any) -> Dispatcher:
+        dispatcher = Dispatcher(make_settings(tmp_path, **overrides), database, dns)
+        await dispatcher.start()
+        started.append(dispatcher)
+        return dispatcher
+
+    yield start
+    for dispatcher in started:
+        await dispatcher.stop()
 
 
 @pytest.fixture
