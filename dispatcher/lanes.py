@@ -12,7 +12,7 @@ across every dispatcher together:
 A lane claims ahead: it holds a few times its in-flight limit of claimed deliveries (more for a
 lane that drains fast), so the next request starts the moment one finishes instead of after a
 claim round trip. Lanes take turns (round robin) for the process's shared in-flight budget,
-so a backlog at one callback never delays the others.
+so a backlog at one callback never takes the others' request slots.
 """
 
 from __future__ import annotations
