@@ -126,9 +126,6 @@ class Lanes:
     _turns: deque[Lane] = field(default_factory=deque)
     _in_turns: set[int] = field(default_factory=set)
 
-    def __len__(self) -> int:
-        return len(self.by_callback)
-
     def __iter__(self) -> Iterator[Lane]:
         return iter(list(self.by_callback.values()))
 

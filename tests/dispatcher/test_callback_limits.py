@@ -6,19 +6,14 @@ one-second window (counted at the receiver)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bench.loadgen import most_in_any_second
-from dispatcher.worker import Dispatcher
 from tests.support.api import emit, payload, put_callback, settled
+from tests.support.fixtures import StartDispatcher
 from tests.support.receiver import Receiver
-from tests.support.settings import make_settings
 
 
 class ConcurrencyReceiver(Receiver):
@@ -41,33 +36,16 @@ class ConcurrencyReceiver(Receiver):
         return web.Response(text="ok")
 
 
-@pytest.fixture
-async def two_dispatchers(database: str, tmp_path: Path) -> AsyncIterator[Any]:
-    """Two dispatchers on the test's database, as two processes would be (each its own pool,
-    worker id and lanes); started when the test asks."""
-    started: list[Dispatcher] = []
-
-    async def start(**overrides: Any) -> list[Dispatcher]:
-        for name in ("a", "b"):
-            dispatcher = Dispatcher(make_settings(tmp_path / name, **overrides), database)
-            await dispatcher.start()
-            started.append(dispatcher)
-        return started
-
-    yield start
-    for dispatcher in started:
-        await dispatcher.stop()
-
-
 async def test_max_in_flight_holds_across_two_dispatchers(
-    client: TestClient, partner: str, two_dispatchers: Any
+    client: TestClient, partner: str, dispatch: StartDispatcher
 ) -> None:
     slow = await ConcurrencyReceiver(0.05).start()
     try:
         created = await put_callback(client, partner, 2, slow.url, maxInFlight=3)
         assert created["maxInFlight"] == 3
         ids = [await emit(client, partner, 2, payload(2)) for _ in range(40)]
-        await two_dispatchers()
+        await dispatch()
+        await dispatch()  # a second one, as a second process would be
 
         for notification_id in ids:
             await settled(client, partner, notification_id, "delivered")
@@ -78,11 +56,12 @@ async def test_max_in_flight_holds_across_two_dispatchers(
 
 
 async def test_max_per_second_holds_across_two_dispatchers(
-    client: TestClient, partner: str, receiver: Receiver, two_dispatchers: Any
+    client: TestClient, partner: str, receiver: Receiver, dispatch: StartDispatcher
 ) -> None:
     await put_callback(client, partner, 2, receiver.url, maxPerSecond=10)
     ids = [await emit(client, partner, 2, payload(2)) for _ in range(25)]
-    await two_dispatchers()
+    await dispatch()
+    await dispatch()  # a second one, as a second process would be
 
     for notification_id in ids:
         await settled(client, partner, notification_id, "delivered")
