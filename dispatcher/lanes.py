@@ -7,7 +7,9 @@ across every dispatcher together:
 - ``max_in_flight`` requests at once (the callback's ``maxInFlight``, default
   ``CALLBACKHUB_MAX_PER_CALLBACK``);
 - at most one request per ``1 / max_per_second`` seconds (``maxPerSecond``): evenly spaced, so
-  any one-second window sees at most ``maxPerSecond + 1``.
+  any one-second window sees at most ``maxPerSecond + 1``;
+- its circuit breaker and Retry-After pause (``dispatcher/circuit.py``): while either holds
+  the lane back it holds no claimed deliveries, and an open circuit claims only its probe.
 
 A lane claims ahead: it holds a few times its in-flight limit of claimed deliveries (more for a
 lane that drains fast), so the next request starts the moment one finishes instead of after a
@@ -23,6 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dispatcher.circuit import Circuit, CircuitRules
 from dispatcher.sender import Delivery
 
 CLAIM_AHEAD = 4  # deliveries held per in-flight slot, at least
@@ -55,6 +58,7 @@ class Pacer:
 class Lane:
     callback_id: int
     max_in_flight: int
+    circuit: Circuit
     pacer: Pacer | None = None
     waiting: deque[Delivery] = field(default_factory=deque)
     in_flight: int = 0
@@ -85,8 +89,11 @@ class Lane:
             depth = min(depth, max(1, math.ceil(self.pacer.per_second)))
         return min(depth, MAX_AHEAD)
 
-    def want(self) -> int:
-        """How many more to claim now: none while at least half the depth is still held."""
+    def want(self, now: float) -> int:
+        """How many more to claim now: none while at least half the depth is still held; while
+        its circuit is open only the probe, when it is due."""
+        if self.circuit.blocked(now):
+            return 1 if self.circuit.wants_probe(now) and not self.waiting else 0
         depth = self.depth()
         held = len(self.waiting)
         return depth - held if held <= depth // 2 else 0
@@ -96,14 +103,30 @@ class Lane:
         back, None when it has nothing to start or its in-flight limit is reached."""
         if not self.waiting or self.in_flight >= self.max_in_flight or now >= self.sendable_until:
             return None
-        return self.pacer.wait(now) if self.pacer is not None else 0.0
+        held_back = self.circuit.wait(now)
+        if held_back is None:
+            return None
+        return max(held_back, self.pacer.wait(now) if self.pacer is not None else 0.0)
 
     def take(self, now: float) -> Delivery:
         self.in_flight += 1
         self.sent += 1
         if self.pacer is not None:
             self.pacer.started(now)
-        return self.waiting.popleft()
+        delivery = self.waiting.popleft()
+        self.circuit.started(delivery.notification_id)
+        return delivery
+
+    def surplus(self, now: float) -> list[Delivery]:
+        """What this lane must not hold while its circuit is open or a Retry-After pauses it:
+        all it waits with, except a due probe. Taken out of the lane, to be given back."""
+        if not self.circuit.blocked(now):
+            return []
+        keep = 1 if self.circuit.wants_probe(now) else 0
+        surplus = list(self.waiting)[keep:]
+        for _ in surplus:
+            self.waiting.pop()
+        return surplus
 
     def measure_rate(self, now: float) -> None:
         elapsed = now - self._rate_since
@@ -122,6 +145,7 @@ class Lanes:
     (nothing waiting, its in-flight limit reached) leaves the turns until that changes.
     """
 
+    rules: CircuitRules
     by_callback: dict[int, Lane] = field(default_factory=dict)
     _turns: deque[Lane] = field(default_factory=deque)
     _in_turns: set[int] = field(default_factory=set)
@@ -135,7 +159,8 @@ class Lanes:
     def open(self, callback_id: int, max_in_flight: int, sendable_until: float) -> Lane:
         lane = self.by_callback.get(callback_id)
         if lane is None:
-            lane = Lane(callback_id, max_in_flight, sendable_until=sendable_until)
+            circuit = Circuit(self.rules)
+            lane = Lane(callback_id, max_in_flight, circuit, sendable_until=sendable_until)
             self.by_callback[callback_id] = lane
         return lane
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 import sql
+from dispatcher.circuit import Health
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery
 from service.core import tracing
@@ -33,6 +34,17 @@ class ClaimRequest:
     new_lanes: int  # how many callbacks it may take on
     new_lane_depth: int  # deliveries per in-flight slot for a new lane (claim-ahead)
     default_max_in_flight: int
+    probes: list[int] = dataclasses.field(default_factory=list)  # owned lanes due a probe
+
+
+@dataclass(frozen=True)
+class StoredHealth:
+    """A callback's circuit as its row has it, for the lane that takes it on."""
+
+    failures: int
+    open: bool
+    probe_interval: float | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,7 @@ class Claimed:
 
     deliveries: list[Delivery]
     limits: dict[int, tuple[int | None, float | None]]  # maxInFlight, maxPerSecond (None)
+    health: dict[int, StoredHealth] = dataclasses.field(default_factory=dict)
 
 
 async def claim(pool: Pool, request: ClaimRequest, lease_seconds: float, worker_id: str) -> Claimed:
@@ -53,12 +66,22 @@ async def claim(pool: Pool, request: ClaimRequest, lease_seconds: float, worker_
         request.new_lanes,
         request.new_lane_depth,
         request.default_max_in_flight,
+        request.probes,
     )
     deliveries = [_delivery(row) for row in rows]
     limits = {row["callback_id"]: (row["max_in_flight"], row["max_per_second"]) for row in rows}
+    health = {
+        row["callback_id"]: StoredHealth(
+            row["consecutive_failures"],
+            row["circuit_open"],
+            row["probe_interval"],
+            row["last_error"],
+        )
+        for row in rows
+    }
     if tracing.enabled() and deliveries:
         deliveries = await _with_trace_contexts(pool, deliveries)
-    return Claimed(deliveries, limits)
+    return Claimed(deliveries, limits, health)
 
 
 async def renew(
@@ -145,11 +168,26 @@ class Finished:
     changes: list[Change]
 
 
+@dataclass(frozen=True)
+class Recording:
+    """How the write-back judges and records: the settings it needs, and who records."""
+
+    policy: RetryPolicy
+    disable_after: float
+    failing_after: int
+    worker_id: str
+
+
 async def finish(
-    pool: Pool, results: Sequence[AttemptResult], policy: RetryPolicy, disable_after: float
+    pool: Pool,
+    results: Sequence[AttemptResult],
+    recording: Recording,
+    health: Sequence[tuple[int, Health]] = (),
 ) -> Finished:
-    """Record the attempts and their consequences: one call of ``finish_attempts_v3``, one
-    commit; returns the verdicts and the changes the SQL reports."""
+    """Record the attempts and their consequences, and the health of the callbacks whose
+    circuit changed: one call of ``finish_attempts_v4``, one commit; returns the verdicts and
+    the changes the SQL reports (operational events among them)."""
+    policy = recording.policy
     verdicts = [judge(result, policy) for result in results]
     deliveries = [result.delivery for result in results]
     ordered = sorted({(d.callback_id, d.subject) for d in deliveries if d.ordered})
@@ -172,7 +210,15 @@ async def finish(
         sorted({r.delivery.callback_id for r in results if r.succeeded}),
         sorted(gone),
         sorted({r.delivery.callback_id for r in results if not r.succeeded} - gone),
-        disable_after,
+        recording.disable_after,
+        recording.failing_after,
+        recording.worker_id,
+        [callback for callback, _ in health],
+        [h.failures for _, h in health],
+        [h.probe_in for _, h in health],
+        [h.probe_interval for _, h in health],
+        [h.paused_for for _, h in health],
+        [h.last_error for _, h in health],
     )
     return Finished(verdicts, changes_from(rows))
 

@@ -1,6 +1,6 @@
-"""Retention: finished notifications older than CALLBACKHUB_RETENTION_DAYS, and audit records
-older than CALLBACKHUB_AUDIT_RETENTION_DAYS, are deleted in small batches, so the tables stay
-the size of the recent past without long locks."""
+"""Retention: finished notifications and operational events older than
+CALLBACKHUB_RETENTION_DAYS, and audit records older than CALLBACKHUB_AUDIT_RETENTION_DAYS, are
+deleted in small batches, so the tables stay the size of the recent past without long locks."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ async def purge_once(pool: Pool, settings: Settings) -> int:
             break
         await asyncio.sleep(0)  # let the hot paths in between batches
     await pool.execute(Q["purge_idempotency_keys"], settings.idempotency_ttl, BATCH * 10)
+    await pool.execute(Q["purge_operator_events"], settings.retention_days, BATCH * 10)
     await audit.expire(pool, settings.audit_retention_days, BATCH * 10)
     return total
 

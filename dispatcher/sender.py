@@ -21,7 +21,7 @@ from service.core.encryption import Keyring
 from service.core.notification_types import type_name
 from service.core.signing import signature_header
 from service.core.statuses import FailureReason
-from service.core.stored_secrets import callback_row
+from service.core.stored_secrets import OPERATOR_WEBHOOK_ROW, callback_row
 from service.core.tracing import TraceContext
 
 RESPONSE_BODY_LIMIT = 4096
@@ -50,6 +50,9 @@ class Delivery:
     trace_context: TraceContext | None = None  # read only while tracing is on
     options: DeliveryOptions = field(default_factory=DeliveryOptions)  # auth, OAuth2 client
     ssl_context: ssl.SSLContext | None = None  # a private CA or a client certificate
+    # An operational event's type (dispatcher/operator_delivery.py): signed with the operator
+    # webhook's secret, without a partner's headers. None: a partner's notification.
+    operator_event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,17 @@ class AttemptResult:
 def request_headers(
     delivery: Delivery, user_agent: str, timestamp: int, secrets: tuple[str, ...]
 ) -> dict[str, str]:
+    if delivery.operator_event is not None:
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": user_agent,
+            "webhook-id": delivery.notification_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(
+                secrets, delivery.notification_id, timestamp, delivery.payload
+            ),
+            "callbackhub-event-type": delivery.operator_event,
+        }
     return {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
@@ -113,6 +127,8 @@ class Sender:
         """The signing secrets in clear. A secret no key opens raises ``SecretUnreadable``:
         the worker records it as an internal error, like any failure to make the attempt."""
         row = callback_row(delivery.partner_id, delivery.notification_type)
+        if delivery.operator_event is not None:
+            row = OPERATOR_WEBHOOK_ROW
         return tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
 
     def _credentials(self, delivery: Delivery) -> Credentials:

@@ -20,13 +20,14 @@ from opentelemetry import context as otel_context
 from prometheus_client import generate_latest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from dispatcher import outcomes, queue
+from dispatcher import operator_delivery, outcomes, queue
+from dispatcher.circuit import Circuit, CircuitRules, Health
 from dispatcher.lanes import CLAIM_AHEAD, Lane, Lanes
 from dispatcher.listener import listen_forever
 from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
-from service.core import tracing
+from service.core import operator_events, tracing
 from service.core.changes import log_changes
 from service.core.database import DATABASE_DOWN, create_pool
 from service.core.egress import EgressProxy, egress_session
@@ -48,6 +49,9 @@ class Dispatcher:
         self._policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter)
         self._keyring = load_keyring(settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._recording = queue.Recording(
+            self._policy, settings.disable_after, settings.failing_after, self.worker_id
+        )
         self._wake = asyncio.Event()
         # Whether the next claim also looks for callbacks to take on (new work was announced, or
         # a poll interval passed, in which retries may have fallen due), not only refills its
@@ -56,13 +60,20 @@ class Dispatcher:
         self._results: list[AttemptResult] = []
         self._results_ready = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._lanes = Lanes()
+        self._lanes = Lanes(
+            CircuitRules(
+                settings.circuit_failures,
+                settings.circuit_probe_interval,
+                settings.circuit_probe_max_interval,
+            )
+        )
         self._pace_timers: dict[int, asyncio.TimerHandle] = {}
         # A claim and a renewal never overlap: a renewal that gives up an idle callback must
         # not race a claim that just gave it work.
         self._lanes_lock = asyncio.Lock()
         self._stopping = False
         self._background: list[asyncio.Task[None]] = []
+        self._releases: set[asyncio.Task[None]] = set()
 
     @property
     def lease_seconds(self) -> float:
@@ -91,10 +102,29 @@ class Dispatcher:
             f"callbackhub/{package_version()}",
             self._keyring,
         )
+        # Operational events go out through a session of their own: a failing operator
+        # endpoint never takes a partner's connection or request slot.
+        self._operator_session = egress_session(
+            self._settings.allowed_networks, operator_delivery.IN_FLIGHT, self._dns, proxy
+        )
+        self._operator = operator_delivery.OperatorDelivery(
+            self._pool,
+            Sender(
+                self._operator_session,
+                self._settings.delivery_timeout,
+                f"callbackhub/{package_version()}",
+                self._keyring,
+            ),
+            self._policy,
+            self.worker_id,
+            self.lease_seconds,
+            self._settings.poll_interval,
+        )
         self._background = [
             asyncio.create_task(self._claim_loop(), name="claim-loop"),
             asyncio.create_task(self._flush_loop(), name="flush-loop"),
             asyncio.create_task(listen_forever(self._dsn, self._new_work), name="listener"),
+            asyncio.create_task(self._operator.run(), name="operator-events"),
             asyncio.create_task(purge_forever(self._pool, self._settings), name="retention"),
             asyncio.create_task(self._renew_loop(), name="renew-loop"),
         ]
@@ -112,14 +142,15 @@ class Dispatcher:
         now = time.monotonic()
         for lane in self._lanes:
             lane.measure_rate(now)
-        wants = {lane.callback_id: lane.want() for lane in self._lanes}
+        wants = {lane.callback_id: lane.want(now) for lane in self._lanes}
+        probes = [lane.callback_id for lane in self._lanes if lane.circuit.wants_probe(now)]
         per_slot = self._settings.max_per_callback
         held = self._lanes.waiting() + len(self._in_flight)
         room = CLAIM_AHEAD * self._settings.max_in_flight - held
         new_lanes = max(0, min(self._settings.claim_batch, room // (CLAIM_AHEAD * per_slot)))
         if not self._look_for_new:
             new_lanes = 0
-        return queue.ClaimRequest(wants, new_lanes, CLAIM_AHEAD, per_slot)
+        return queue.ClaimRequest(wants, new_lanes, CLAIM_AHEAD, per_slot, probes)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -137,6 +168,7 @@ class Dispatcher:
     def _new_work(self) -> None:
         self._look_for_new = True
         self._wake.set()
+        self._operator.wake()
 
     async def _claim_once(self) -> bool:
         """Claim for the lanes that want more and for new ones; True when there is probably
@@ -158,13 +190,41 @@ class Dispatcher:
 
     def _take_in(self, claimed: queue.Claimed, sendable_until: float) -> None:
         default = self._settings.max_per_callback
+        for callback_id, stored in claimed.health.items():
+            if self._lanes.get(callback_id) is None:  # a new lane: its circuit as stored
+                lane = self._lanes.open(callback_id, default, sendable_until)
+                lane.circuit = Circuit.restored(
+                    self._lanes.rules,
+                    stored.failures,
+                    stored.open,
+                    stored.probe_interval,
+                    stored.last_error,
+                )
         for delivery in claimed.deliveries:
             lane = self._lanes.open(delivery.callback_id, default, sendable_until)
             lane.waiting.append(delivery)
+        now = time.monotonic()
         for callback_id, (max_in_flight, max_per_second) in claimed.limits.items():
             lane = self._lanes.open(callback_id, default, sendable_until)
             lane.limit(max_in_flight or default, max_per_second)
+            self._give_back(lane.surplus(now))  # claimed as its circuit opened
             self._lanes.wake(lane)
+
+    def _give_back(self, deliveries: list[Delivery]) -> None:
+        """Return claimed deliveries unsent and uncharged (a circuit opened, a Retry-After
+        paused the callback), in the background: the lane's ownership keeps other workers off
+        the callback until its health is recorded."""
+        if not deliveries:
+            return
+        ids = [d.notification_id for d in deliveries]
+        task = asyncio.create_task(self._release(ids))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, ids: list[str]) -> None:
+        async for attempt in _until_database_answers("giving back deliveries"):
+            with attempt:
+                await queue.release_leases(self._pool, ids, self.worker_id)
 
     # Sending: lanes take turns for the process's in-flight budget.
 
@@ -200,16 +260,21 @@ class Dispatcher:
         task = asyncio.create_task(self._deliver(delivery))
         self._in_flight[delivery.notification_id] = task
 
-    def _sent(self, delivery: Delivery) -> None:
+    def _sent(self, delivery: Delivery, result: AttemptResult | None) -> None:
         """A request is over: its slot is free for the lane's next one (claim more when the
-        lane runs low, without waiting for this result to be recorded)."""
+        lane runs low, without waiting for this result to be recorded), and its answer
+        tells the lane's circuit how the partner is."""
         IN_FLIGHT.dec()
         self._in_flight.pop(delivery.notification_id, None)
         lane = self._lanes.get(delivery.callback_id)
         if lane is not None:
             lane.in_flight -= 1
+            now = time.monotonic()
+            if result is not None:
+                lane.circuit.record(result, now)
+                self._give_back(lane.surplus(now))
             self._lanes.wake(lane)
-            if lane.want() > 0:
+            if lane.want(now) > 0:
                 self._wake.set()
         self._pump()
 
@@ -226,7 +291,13 @@ class Dispatcher:
     async def _renew(self) -> None:
         async with self._lanes_lock:
             busy = [lane for lane in self._lanes if not lane.idle]
-            idle = [lane.callback_id for lane in self._lanes if lane.idle]
+            # An idle lane whose circuit is not recorded yet stays: its ownership keeps other
+            # workers off a callback whose circuit just opened.
+            idle = [
+                lane.callback_id
+                for lane in self._lanes
+                if lane.idle and not lane.circuit.unrecorded
+            ]
             waiting = [d.notification_id for lane in busy for d in lane.waiting]
             started = time.monotonic()
             owned = [lane.callback_id for lane in busy]
@@ -266,6 +337,7 @@ class Dispatcher:
         attempt that is never recorded would be claimed again at every lease expiry, forever.
         (A cancellation at shutdown is the exception: its lease is given back uncharged.)"""
         started_at = datetime.now(UTC)
+        result: AttemptResult | None = None
         try:
             result = await self._sender.attempt(delivery)
         except Exception as error:
@@ -276,7 +348,7 @@ class Dispatcher:
             )
             result = internal_error(delivery, started_at, error)
         finally:
-            self._sent(delivery)
+            self._sent(delivery, result)
         self._results.append(result)
         self._results_ready.set()
 
@@ -287,19 +359,30 @@ class Dispatcher:
             await self._results_ready.wait()
             await self._flush()
 
+    def _unrecorded_health(self) -> tuple[list[tuple[int, Health]], list[tuple[Circuit, int]]]:
+        """The health of the lanes whose circuit changed since it was last recorded, and the
+        versions it is recorded at."""
+        now = time.monotonic()
+        changed = [lane for lane in self._lanes if lane.circuit.unrecorded]
+        health = [(lane.callback_id, lane.circuit.health(now)) for lane in changed]
+        return health, [(lane.circuit, lane.circuit.version) for lane in changed]
+
     async def _flush(self) -> None:
-        """Write back finished attempts; on a database error keep them and try again."""
-        while self._results:
+        """Write back finished attempts and the callbacks' health; on a database error keep
+        them and try again."""
+        while self._results or any(lane.circuit.unrecorded for lane in self._lanes):
             batch = self._results[:FLUSH_BATCH]
+            health, versions = self._unrecorded_health()
             finished = queue.Finished([], [])
             async for attempt in _until_database_answers("recording outcomes"):
                 with attempt:
-                    finished = await queue.finish(
-                        self._pool, batch, self._policy, self._settings.disable_after
-                    )
+                    finished = await queue.finish(self._pool, batch, self._recording, health)
             del self._results[: len(batch)]
+            for circuit, version in versions:
+                circuit.recorded = version
             outcomes.observe(batch, finished.verdicts, self._settings.metrics_per_partner)
             log_changes(finished.changes)
+            operator_events.count(finished.changes)
             # Successors of ordered deliveries are released, in lanes this worker has: claim.
             self._wake.set()
         self._results_ready.clear()
@@ -338,11 +421,13 @@ class Dispatcher:
         owned = [lane.callback_id for lane in self._lanes]
         try:
             await asyncio.wait_for(self._flush(), self._settings.shutdown_grace + 5)
+            await _wait_quietly(list(self._releases))
             if unfinished or owned:
                 await queue.release_leases(self._pool, unfinished, self.worker_id, owned)
         except (TimeoutError, *DATABASE_DOWN) as error:
             log.warning("could not record everything at shutdown (leases will expire): %s", error)
         await self._session.close()
+        await self._operator_session.close()
         await self._pool.close()
         log.info(
             "dispatcher stopped", extra={"worker": self.worker_id, "released": len(unfinished)}

@@ -19,6 +19,7 @@ TYPE_PARAM = "{notificationTypeID}"
 _PARAM_SCHEMAS = {
     "partnerUniqueID": {"type": "string", "format": "uuid"},
     "notificationId": {"type": "string", "format": "uuid"},
+    "operatorEventId": {"type": "string", "format": "uuid"},
     "notificationType": {"type": "integer", "enum": sorted(NOTIFICATION_TYPES)},
     "notificationTypeID": {"type": "integer", "enum": sorted(NOTIFICATION_TYPES)},
 }

@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     PORTAL_LINK_ISSUED = "portal.link_issued"
     PORTAL_SESSIONS_REVOKED = "portal.sessions_revoked"
     OPERATOR_WEBHOOK_CHANGED = "operator_webhook.changed"
+    OPERATOR_EVENT_REDELIVERED = "operator_event.redelivered"
     KEYS_ROTATED = "keys.rotated"
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 
 import sql
-from service.core import audit, delivery_options
+from service.core import audit, delivery_options, operator_events
 from service.core.audit import Actor, AuditAction
-from service.core.callback_health import disable_callbacks
+from service.core.callback_health import disable_callbacks, health
 from service.core.database import Pool, retry_on_conflict
 from service.core.delivery_options import (
     Credentials,
@@ -66,6 +66,7 @@ def _callback(row: asyncpg.Record | dict[str, Any]) -> Callback:
         public_key=options.public_key,
         max_in_flight=row["max_in_flight"],
         max_per_second=row["max_per_second"],
+        health=health(row),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -201,10 +202,14 @@ async def _audit_upsert(
     secrets_changed: list[str],
 ) -> None:
     partner_id, notification_type = after["partner_id"], after["notification_type"]
+    event = {"url": after["url"], "actor": actor.subject}
     if before is None:
         fields = {api_name: after[column] for column, api_name in _AUDITED.items()}
         await audit.record(
             connection, actor, AuditAction.CALLBACK_CREATED, partner_id, notification_type, fields
+        )
+        await operator_events.emit(
+            connection, "callback.created", partner_id, notification_type, event
         )
         return
     changes = audit.changed_fields(before, after, _AUDITED)
@@ -216,10 +221,19 @@ async def _audit_upsert(
         notification_type,
         {"changes": changes} | ({"secretsChanged": secrets_changed} if secrets_changed else {}),
     )
+    await operator_events.emit(connection, "callback.updated", partner_id, notification_type, event)
     if "enabled" in changes:
         action = AuditAction.CALLBACK_ENABLED if after["enabled"] else AuditAction.CALLBACK_DISABLED
         details = {} if after["enabled"] else {"reason": DisabledReason.DISABLED_BY_USER.value}
         await audit.record(connection, actor, action, partner_id, notification_type, details)
+        if after["enabled"]:  # a disable's event comes with the disable (disable_callbacks)
+            await operator_events.emit(
+                connection,
+                "callback.enabled",
+                partner_id,
+                notification_type,
+                {"actor": actor.subject},
+            )
 
 
 async def get_callback_row(
@@ -281,6 +295,13 @@ async def delete_callback(
             notification_type,
             {"url": row["url"]},
         )
+        await operator_events.emit(
+            connection,
+            "callback.deleted",
+            partner_id,
+            notification_type,
+            {"url": row["url"], "actor": actor.subject},
+        )
 
 
 @dataclass(frozen=True)
@@ -311,6 +332,13 @@ async def _rotate(
         partner_id,
         notification_type,
         {"previousSecretExpiresAt": expires_at.isoformat(), "signature": signs.signature},
+    )
+    await operator_events.emit(
+        connection,
+        "callback.secret_rotated",
+        partner_id,
+        notification_type,
+        {"previousSecretExpiresAt": operator_events.api_time(expires_at), "actor": actor.subject},
     )
 
 

@@ -48,6 +48,14 @@ QUEUE_DEPTH = Gauge(
 )
 IN_FLIGHT = Gauge("callbackhub_deliveries_in_flight", "Delivery requests in flight")
 DISABLED_CALLBACKS = Gauge("callbackhub_callbacks_disabled", "Callbacks currently disabled")
+OPEN_CIRCUITS = Gauge(
+    "callbackhub_circuits_open", "Callbacks whose circuit breaker is open (or probing)"
+)
+OPERATOR_EVENTS = Counter(
+    "callbackhub_operator_events",
+    "Operational events produced, by type (queued for the operator webhook when it subscribes)",
+    ["type"],
+)
 HTTP_REQUESTS = Counter(
     "callbackhub_http_requests", "API requests by route and status", ["method", "route", "status"]
 )

@@ -192,6 +192,21 @@ class CallbackUpdate(ApiModel):
     )
 
 
+# Callback health (a circuit breaker per callback).
+
+
+class CallbackHealth(ApiModel):
+    state: Literal["healthy", "open", "probing"] = Field(
+        description="open: no attempts until nextProbeAt; probing: one probe is due or under way"
+    )
+    consecutive_failures: int
+    failing_since: datetime | None = None
+    next_probe_at: datetime | None = None
+    paused_until: datetime | None = Field(
+        default=None, description="a 429 or 503 with Retry-After pauses the callback until then"
+    )
+
+
 class Callback(ApiModel):
     partner_unique_id: UUID
     notification_type: int
@@ -212,6 +227,7 @@ class Callback(ApiModel):
         default=None, description="null: the service default (CALLBACKHUB_MAX_PER_CALLBACK)"
     )
     max_per_second: float | None = Field(default=None, description="null: no rate limit")
+    health: CallbackHealth | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -403,3 +419,75 @@ class PortalLink(ApiModel):
 
 class PortalSessionsRevoked(ApiModel):
     revoked: int
+
+
+# Operational events for the platform team.
+
+OperatorEventType = Literal[
+    "callback.created",
+    "callback.updated",
+    "callback.deleted",
+    "callback.secret_rotated",
+    "callback.disabled",
+    "callback.enabled",
+    "callback.circuit_opened",
+    "callback.circuit_closed",
+    "notification.failing",
+    "notification.exhausted",
+    "notification.recovered",
+]
+
+
+class OperatorWebhookUpdate(ApiModel):
+    # An absolute http(s) URL; checked in full by ``service.core.url_guard``.
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"})
+    enabled: bool = True
+    events: list[OperatorEventType] | None = Field(
+        default=None, min_length=1, description="the event types it receives; null or absent: all"
+    )
+
+
+class OperatorWebhook(ApiModel):
+    url: str
+    enabled: bool
+    events: list[OperatorEventType] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OperatorWebhookCreated(OperatorWebhook):
+    signing_secret: str = Field(description="whsec_…: verify the events' webhook-signature")
+
+
+class OperatorEventFilter(Pagination):
+    type: OperatorEventType | None = None
+    status: Literal["queued", "delivering", "delivered", "failed"] | None = None
+
+
+class OperatorEventAttempt(ApiModel):
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    response_status: int | None
+    response_body: str | None
+    error: str | None
+
+
+class OperatorEvent(ApiModel):
+    id: UUID = Field(description="sent as webhook-id")
+    type: OperatorEventType
+    created_at: datetime
+    status: Literal["queued", "delivering", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    failure_reason: str | None
+    body: dict[str, Any] = Field(description="what is sent: {type, timestamp, data}")
+    attempt_log: list[OperatorEventAttempt]
+
+
+class OperatorEventPage(ApiModel):
+    items: list[OperatorEvent]
+    offset: int
+    limit: int
+    total: int

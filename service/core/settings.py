@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     # Every attempt and token request goes through this forward proxy (CONNECT for https);
     # credentials in the URL are sent as Proxy-Authorization. See service.core.egress.
     egress_proxy: SecretStr | None = None
+    # Callback health (dispatcher/circuit.py): this many consecutive failed attempts open a
+    # callback's circuit; one probe after CIRCUIT_PROBE_INTERVAL seconds, the wait doubling up
+    # to CIRCUIT_PROBE_MAX_INTERVAL while probes fail.
+    circuit_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_probe_interval: float = Field(default=30.0, gt=0, le=86400)
+    circuit_probe_max_interval: float = Field(default=600.0, gt=0, le=86400)
+    # notification.failing goes to the operator webhook when a notification has failed this often.
+    failing_after: int = Field(default=4, ge=1, le=1000)
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
     retention_interval: float = Field(default=60.0, gt=0, le=86400)

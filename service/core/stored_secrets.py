@@ -1,8 +1,9 @@
 """The secrets in the database, as a whole: checking at start-up that the keys open them,
 sealing the ones stored before encryption existed, and re-sealing under a new key.
 
-Today the callbacks table holds them (the signing secret and, during a rotation, the previous
-one); each row's identity, ``callbacks/<partner>/<type>``, is the associated data.
+The callbacks table holds most of them (the signing secret and, during a rotation, the previous
+one; the credentials); each row's identity, ``callbacks/<partner>/<type>``, is the associated
+data. The operator webhook's secrets are sealed with ``operator_webhooks/1``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _RESEAL_ARGUMENTS = (
     "new sealed_credentials",
 )
 CREDENTIALS_SUFFIX = "#credentials"
+# The associated data of the operator webhook's secrets (service.core.operator_webhook).
+OPERATOR_WEBHOOK_ROW = "operator_webhooks/1"
 
 
 def callback_row(partner_id: uuid.UUID | str, notification_type: int) -> str:
@@ -53,13 +56,27 @@ async def check_keys_open_stored_secrets(pool: Pool, keyring: Keyring) -> None:
         context = callback_row(row["partner_id"], row["notification_type"])
         if row["column_name"] == "credentials":
             context += CREDENTIALS_SUFFIX
-        try:
-            keyring.open(row["stored"], context)
-        except SecretUnreadable as error:
-            raise EncryptionKeyError(
-                f"the encryption keys cannot open the stored secrets ({error}); configure the "
-                "key that sealed them in CALLBACKHUB_ENCRYPTION_KEYS"
-            ) from None
+        _check_opens(keyring, row["stored"], context)
+    for stored in await _operator_secrets(pool):
+        if stored.startswith(SEALED_PREFIX):
+            _check_opens(keyring, stored, OPERATOR_WEBHOOK_ROW)
+
+
+def _check_opens(keyring: Keyring, stored: str, context: str) -> None:
+    try:
+        keyring.open(stored, context)
+    except SecretUnreadable as error:
+        raise EncryptionKeyError(
+            f"the encryption keys cannot open the stored secrets ({error}); configure the "
+            "key that sealed them in CALLBACKHUB_ENCRYPTION_KEYS"
+        ) from None
+
+
+async def _operator_secrets(pool: Pool) -> list[str]:
+    row = await pool.fetchrow(Q["operator_webhook_secrets"])
+    if row is None:
+        return []
+    return [s for s in (row["signing_secret"], row["previous_secret"]) if s is not None]
 
 
 async def prepare_stored_secrets(pool: Pool, keyring: Keyring) -> None:
@@ -72,6 +89,8 @@ async def prepare_stored_secrets(pool: Pool, keyring: Keyring) -> None:
 
 async def count_to_reseal(pool: Pool, keyring: Keyring) -> int:
     count: int = await pool.fetchval(Q["count_callback_secrets_to_reseal"], _wanted(keyring))
+    if any(not s.startswith(_wanted(keyring)) for s in await _operator_secrets(pool)):
+        count += 1
     return count
 
 
@@ -89,7 +108,7 @@ async def reseal(
     that changed it, with that service's first key.
     """
     prefix = SEALED_PREFIX if only_plaintext else _wanted(keyring)
-    total, after = 0, -1
+    total, after = await _reseal_operator_webhook(pool, keyring, prefix), -1
     while True:
         rows = await pool.fetch(Q["callback_secrets_to_reseal"], after, prefix, BATCH)
         if not rows:
@@ -120,6 +139,18 @@ async def _reseal_batch(
     status = await pool.execute(
         Q["reseal_callback_secrets"], *(columns[name] for name in _RESEAL_ARGUMENTS)
     )
+    return int(status.split()[-1])
+
+
+async def _reseal_operator_webhook(pool: Pool, keyring: Keyring, prefix: str) -> int:
+    row = await pool.fetchrow(Q["operator_webhook_secrets"])
+    if row is None:
+        return 0
+    old = (row["signing_secret"], row["previous_secret"])
+    new = tuple(_resealed(keyring, stored, OPERATOR_WEBHOOK_ROW, prefix) for stored in old)
+    if new == old:
+        return 0
+    status = await pool.execute(Q["reseal_operator_webhook_secrets"], *old, *new)
     return int(status.split()[-1])
 
 

@@ -4,7 +4,8 @@
 -- callback is left to disable_callbacks_v1, which the caller runs next.
 -- $9 and $10 are the delivery options and sealed credentials after the update (the caller
 -- merged them with what was there). $11 and $12 are the limits, applied only where $13 and $14
--- say the request named them (null then resets one).
+-- say the request named them (null then resets one). Enabling it again or changing its URL
+-- closes its circuit.
 INSERT INTO callbacks (partner_id, notification_type, url, enabled, description,
                        ordered_delivery, signing_secret, disabled_reason, delivery_options,
                        sealed_credentials, max_in_flight, max_per_second)
@@ -22,9 +23,20 @@ ON CONFLICT (partner_id, notification_type) DO UPDATE SET
     ordered_delivery = coalesce($6::boolean, callbacks.ordered_delivery),
     failing_since = CASE WHEN excluded.enabled THEN NULL ELSE callbacks.failing_since END,
     disabled_reason = CASE WHEN excluded.enabled THEN NULL ELSE callbacks.disabled_reason END,
+    -- enabled again, or sent elsewhere: the circuit starts closed (a Retry-After still holds)
+    consecutive_failures = CASE WHEN (excluded.enabled AND NOT callbacks.enabled)
+                                     OR excluded.url <> callbacks.url
+                                THEN 0 ELSE callbacks.consecutive_failures END,
+    circuit_opened_at = CASE WHEN (excluded.enabled AND NOT callbacks.enabled)
+                                  OR excluded.url <> callbacks.url
+                             THEN NULL ELSE callbacks.circuit_opened_at END,
+    next_probe_at = CASE WHEN (excluded.enabled AND NOT callbacks.enabled)
+                              OR excluded.url <> callbacks.url
+                         THEN NULL ELSE callbacks.next_probe_at END,
     updated_at = now()
 RETURNING id, partner_id, notification_type, url, enabled, description, ordered_delivery,
           disabled_reason, delivery_options, signing_secret, max_in_flight, max_per_second,
+          consecutive_failures, circuit_opened_at, next_probe_at, paused_until, failing_since,
           created_at, updated_at, (xmax = 0) AS created;
 
 -- name: lock_callback
@@ -37,12 +49,14 @@ FOR UPDATE;
 -- name: get_callback
 SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
        disabled_reason, delivery_options, signing_secret, max_in_flight, max_per_second,
+       consecutive_failures, circuit_opened_at, next_probe_at, paused_until, failing_since,
        created_at, updated_at
 FROM callbacks WHERE partner_id = $1 AND notification_type = $2;
 
 -- name: list_callbacks
 SELECT id, partner_id, notification_type, url, enabled, description, ordered_delivery,
        disabled_reason, delivery_options, signing_secret, max_in_flight, max_per_second,
+       consecutive_failures, circuit_opened_at, next_probe_at, paused_until, failing_since,
        created_at, updated_at, count(*) OVER () AS total
 FROM callbacks WHERE partner_id = $1
 ORDER BY notification_type OFFSET $2 LIMIT $3;

@@ -7,10 +7,14 @@
 --   ($7 when it has none), or a second's worth for a callback with a maxPerSecond.
 -- Each lane gets its own oldest due deliveries: a backlog at one callback never crowds out
 -- another's. Expired delivery leases ('delivering' past next_attempt_at) are claimed again.
+-- A callback paused by a Retry-After, or whose circuit is open, is not taken on before its
+-- time; when its circuit's probe is due it gets one delivery, the one tried least (a probe
+-- that fails costs a notification one attempt, not one per probe). $8: the owned callbacks
+-- whose lane wants its probe.
 WITH mine AS (
     -- no write: a lane's ownership is renewed by renew_lanes well before it could lapse, so
     -- one with less than half its lease left is simply not claimed for now
-    SELECT o.callback_id, m.want
+    SELECT o.callback_id, m.want, o.callback_id = ANY ($8::bigint[]) AS probe
     FROM callback_owners o
     JOIN unnest($3::bigint[], $4::integer[]) AS m (callback_id, want)
       ON m.callback_id = o.callback_id
@@ -19,10 +23,12 @@ WITH mine AS (
 ), unowned AS (
     SELECT c.id AS callback_id,
            -- a paced callback gets about a second's worth (dispatcher/lanes.py, Lane.depth)
-           CASE WHEN c.max_per_second IS NULL THEN $6 * coalesce(c.max_in_flight, $7)
+           CASE WHEN c.circuit_opened_at IS NOT NULL THEN 1
+                WHEN c.max_per_second IS NULL THEN $6 * coalesce(c.max_in_flight, $7)
                 ELSE least($6 * coalesce(c.max_in_flight, $7),
                            greatest(1, ceil(c.max_per_second))::integer)
            END AS want,
+           c.circuit_opened_at IS NOT NULL AS probe,
            first_due.at
     FROM callbacks c
     CROSS JOIN LATERAL (
@@ -36,6 +42,8 @@ WITH mine AS (
     LEFT JOIN callback_owners o ON o.callback_id = c.id
     WHERE $5 > 0 AND c.enabled AND c.id <> ALL ($3::bigint[])
       AND (o.callback_id IS NULL OR o.expires_at < now() OR o.owner = $1)
+      AND (c.next_probe_at IS NULL OR c.next_probe_at <= now())
+      AND (c.paused_until IS NULL OR c.paused_until <= now())
     ORDER BY first_due.at
     LIMIT $5
 ), free AS (
@@ -51,9 +59,9 @@ WITH mine AS (
         WHERE callback_owners.expires_at < now() OR callback_owners.owner = excluded.owner
     RETURNING callback_id
 ), lanes AS (
-    SELECT callback_id, want FROM mine
+    SELECT callback_id, want, probe FROM mine
     UNION ALL
-    SELECT free.callback_id, free.want FROM free JOIN taken USING (callback_id)
+    SELECT free.callback_id, free.want, free.probe FROM free JOIN taken USING (callback_id)
 ), chosen AS (
     SELECT due.notification_id
     FROM lanes
@@ -66,6 +74,20 @@ WITH mine AS (
         LIMIT lanes.want
         FOR UPDATE SKIP LOCKED
     ) due
+    WHERE NOT lanes.probe
+    UNION ALL
+    SELECT probe.notification_id
+    FROM lanes
+    CROSS JOIN LATERAL (
+        SELECT d.notification_id
+        FROM deliveries d
+        WHERE d.callback_id = lanes.callback_id AND d.status IN ('queued', 'delivering')
+          AND d.next_attempt_at <= now()
+        ORDER BY d.attempts, d.next_attempt_at
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) probe
+    WHERE lanes.probe
 )
 UPDATE deliveries d
 SET status = 'delivering',
@@ -85,7 +107,8 @@ RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.r
           n.payload, c.url, c.signing_secret, c.sealed_credentials, c.delivery_options,
           CASE WHEN c.previous_secret_expires_at > now() THEN c.previous_secret END
               AS previous_secret,
-          c.max_in_flight, c.max_per_second;
+          c.max_in_flight, c.max_per_second, c.consecutive_failures,
+          c.circuit_opened_at IS NOT NULL AS circuit_open, c.probe_interval, c.last_error;
 
 -- name: renew_lanes
 -- Keep what this worker ($1) holds for another $2 seconds: its ownership of callbacks ($3)
@@ -122,13 +145,16 @@ SET status = 'queued', next_attempt_at = now(), locked_by = NULL,
 WHERE notification_id = ANY ($1::uuid[]) AND status = 'delivering' AND locked_by = $2;
 
 -- name: finish_attempts
--- Finished attempts and all they change, committed in one round trip; returns the changes:
--- see finish_attempts_v3 (sql/migrations/0008) and v2 (0006).
+-- Finished attempts and all they change, with the callbacks' health and the operational
+-- events, committed in one round trip; returns the changes: see finish_attempts_v4
+-- (sql/migrations/0012), v3 (0008) and v2 (0006).
 SELECT change, callback_id, notification_id, reason
-FROM finish_attempts_v3($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
+FROM finish_attempts_v4($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
                         $5::integer[], $6::text[], $7::text[], $8::text[], $9::text[],
                         $10::float8[], $11::text[], $12::bigint[], $13::uuid[], $14::bigint[],
-                        $15::bigint[], $16::bigint[], $17::float8);
+                        $15::bigint[], $16::bigint[], $17::float8, $18::integer, $19::text,
+                        $20::bigint[], $21::integer[], $22::float8[], $23::float8[],
+                        $24::float8[], $25::text[]);
 
 -- name: trace_contexts
 -- The trace contexts stored with these notifications (read only while tracing is on).

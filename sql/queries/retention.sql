@@ -17,3 +17,11 @@ WHERE ctid = ANY (ARRAY(
     SELECT ctid FROM idempotency_keys
     WHERE created_at < now() - make_interval(secs => $1)
     LIMIT $2));
+
+-- name: purge_operator_events
+-- Finished events older than the retention ($1 days), at most $2 at a time.
+DELETE FROM operator_events
+WHERE id IN (SELECT id FROM operator_events
+             WHERE status IN ('delivered', 'failed')
+               AND created_at < now() - make_interval(secs => $1 * 86400)
+             LIMIT $2);

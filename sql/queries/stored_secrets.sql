@@ -44,3 +44,12 @@ WHERE c.id = u.id
   AND c.signing_secret = u.old_signing
   AND c.previous_secret IS NOT DISTINCT FROM u.old_previous
   AND c.sealed_credentials IS NOT DISTINCT FROM u.old_credentials;
+
+-- name: operator_webhook_secrets
+SELECT signing_secret, previous_secret FROM operator_webhooks;
+
+-- name: reseal_operator_webhook_secrets
+-- Only where the row still holds what was read: a secret rotated meanwhile is not overwritten.
+UPDATE operator_webhooks
+SET signing_secret = $3, previous_secret = $4
+WHERE signing_secret = $1 AND previous_secret IS NOT DISTINCT FROM $2;

@@ -34,6 +34,7 @@ CALLBACK_FIELDS = {
     "publicKey",
     "maxInFlight",
     "maxPerSecond",
+    "health",
     "createdAt",
     "updatedAt",
 }

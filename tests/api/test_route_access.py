@@ -35,6 +35,7 @@ def _path(route: Route, partner: uuid.UUID) -> str:
         "notificationType": "1",
         "notificationTypeID": "1",
         "notificationId": str(uuid.uuid4()),
+        "operatorEventId": str(uuid.uuid4()),
     }
     return route.template.format(**values)
 

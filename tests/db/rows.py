@@ -122,7 +122,7 @@ async def claim(
 ) -> list[asyncpg.Record]:
     """claim_lanes for a worker with no lanes yet: up to ``total`` per callback it can own."""
     rows: list[asyncpg.Record] = await connection.fetch(
-        QUEUE["claim_lanes"], worker, lease, [], [], 100, total, 1
+        QUEUE["claim_lanes"], worker, lease, [], [], 100, total, 1, []
     )
     return rows
 
@@ -150,7 +150,9 @@ class Change(NamedTuple):
 
 
 def changes(rows: Iterable[asyncpg.Record]) -> Counter[Change]:
-    return Counter(Change(*row) for row in rows)
+    """The changes reported, but for the operator_event rows (tests/db/test_operator_events.py
+    covers those)."""
+    return Counter(Change(*row) for row in rows if row["change"] != "operator_event")
 
 
 async def finish(
@@ -162,8 +164,11 @@ async def finish(
     gone: Sequence[int] = (),
     failed: Sequence[int] = (),
     disable_after: float = DAY,
+    failing_after: int = 4,
+    health: Sequence[Health] = (),
 ) -> Counter[Change]:
-    """One call of finish_attempts_v3 (v2 plus the signatures sent); the changes it reports."""
+    """One call of finish_attempts_v4 (v3 with events and health, v2 plus the signatures sent);
+    the changes it reports."""
     started = datetime.now(UTC)
     rows = await connection.fetch(
         QUEUE["finish_attempts"],
@@ -184,8 +189,28 @@ async def finish(
         list(gone),
         list(failed),
         disable_after,
+        failing_after,
+        "worker-a",
+        [h.callback_id for h in health],
+        [h.failures for h in health],
+        [h.probe_in for h in health],
+        [h.probe_interval for h in health],
+        [h.paused_for for h in health],
+        [h.last_error for h in health],
     )
     return changes(rows)
+
+
+@dataclass(frozen=True)
+class Health:
+    """A callback's health as the dispatcher reports it with the attempts it records."""
+
+    callback_id: int
+    failures: int
+    probe_in: float | None = None
+    probe_interval: float | None = None
+    paused_for: float | None = None
+    last_error: str | None = None
 
 
 async def delivery(connection: asyncpg.Connection, notification_id: uuid.UUID) -> asyncpg.Record:

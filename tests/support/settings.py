@@ -25,6 +25,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "allowed_networks": (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
         "database_pool_min": 1,
         "database_pool_max": 5,
+        # A circuit that opens in a test probes again soon (tests of the circuit set their own).
+        "circuit_probe_interval": 0.1,
+        "circuit_probe_max_interval": 0.4,
     }
     values.update(overrides)
     return Settings(**values)

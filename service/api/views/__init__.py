@@ -10,6 +10,7 @@ from service.api.views import (
     health,
     metrics,
     notification_types,
+    operator,
     partners,
     portal_links,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "health",
     "metrics",
     "notification_types",
+    "operator",
     "partners",
     "portal_links",
 ]
