@@ -22,6 +22,7 @@ class CallbackOverview:
     disabled_reason: str | None
     ordered_delivery: bool
     failing_since: datetime | None
+    circuit_open: bool
     last_attempt_at: datetime | None
     last_status: str | None
     deliveries_24h: int

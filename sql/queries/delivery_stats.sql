@@ -1,7 +1,8 @@
 -- name: callback_overview
 -- One row per callback of the partner: its state, its last attempt, and the last 24 hours.
 SELECT c.notification_type, c.url, c.enabled, c.disabled_reason, c.ordered_delivery,
-       c.failing_since, last.last_attempt_at, last.status AS last_status,
+       c.failing_since, c.circuit_opened_at IS NOT NULL AS circuit_open,
+       last.last_attempt_at, last.status AS last_status,
        coalesce(day.deliveries, 0) AS deliveries_24h, coalesce(day.failures, 0) AS failures_24h
 FROM callbacks c
 LEFT JOIN LATERAL (

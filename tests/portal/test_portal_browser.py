@@ -276,3 +276,31 @@ async def test_a_used_link_shows_a_page_that_says_so(portal: Portal, browser: Br
     assert response is not None and response.status == 403
     await expect(other.get_by_text("used already or has expired")).to_be_visible()
     await fresh.close()
+
+
+async def test_a_callback_whose_circuit_opened_says_so(
+    portal: Portal, browser: Browser, receiver: Receiver
+) -> None:
+    """Five refusals in a row open the circuit (the tests' probe waits 0.1 s, so the partner is
+    held at its longest probe interval, 0.4 s, while it keeps refusing)."""
+    receiver.default = status(503)
+    partner = await _partner(portal)
+    async with portal.session() as api:
+        await put_callback(api, partner, 2, receiver.url, maxInFlight=3)
+        for _ in range(8):
+            await emit(api, partner, 2, payload(2))  # type: ignore[arg-type]
+    await receiver.wait_for(5)
+    page = browser.page
+    await _open(page, await portal.link(partner))
+
+    async def badge() -> str:
+        await page.reload()
+        return await page.get_by_role("row", name=re.compile("Notes")).inner_text()
+
+    await eventually(badge, lambda text: "circuit open" in text)
+    await browser.screenshot("13-callbacks-circuit-open")
+    await page.get_by_role("link", name="Notes").click()
+    health = page.locator("#health")
+    await expect(health).to_contain_text(re.compile(r"circuit (open|probing) after \d+ failed"))
+    await expect(page.locator("#limits")).to_contain_text("3 requests at once, no rate limit")
+    await browser.screenshot("14-callback-circuit-open")

@@ -105,6 +105,7 @@ async def _callback_page(
         errors=errors or {},
         secret=secret,
         overlap=_overlap(request.config_dict[SETTINGS].secret_rotation_overlap),
+        default_max_in_flight=request.config_dict[SETTINGS].max_per_callback,
         notice=notice or NOTICES.get(request.query.get("done", "")),
     )
 
