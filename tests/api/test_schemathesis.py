@@ -122,6 +122,11 @@ class LiveApi:
         self._thread = threading.Thread(target=self._loop.run_forever, name="live-api")
         self._operation: str | None = None
         self.session = requests.Session()
+        # One connection per request: under a loaded machine a request of one case has been
+        # seen to leave the server's HTTP parser mid-request on a kept-alive connection
+        # ("Invalid method encountered" for the next case's DELETE), which charged another
+        # operation with a failure that was not its own. Each case is judged on its own.
+        self.session.headers["Connection"] = "close"
         self.token = TOKEN
         self.notification_id = ""
         self.base_url = ""
