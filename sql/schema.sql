@@ -256,7 +256,9 @@ BEGIN
         SELECT d.callback_id, d.notification_id
         FROM unnest(p_ids, p_attempts, p_verdicts) AS u (notification_id, attempt, verdict)
         JOIN deliveries d ON d.notification_id = u.notification_id AND d.attempts = u.attempt
-        WHERE u.verdict = 'delivered' AND d.failing_reported AND d.status = 'delivered'
+        -- only a notification past its failing threshold can have had notification.failing
+        WHERE u.verdict = 'delivered' AND u.attempt > p_failing_after AND d.failing_reported
+          AND d.status = 'delivered'
     ), noticed AS (
         SELECT 'notification_failing' AS change, f.callback_id, f.notification_id FROM failing f
         UNION ALL
