@@ -133,13 +133,18 @@ def egress_session(
 ) -> aiohttp.ClientSession:
     """The client session for every outbound request of the dispatcher: straight out through
     the guarded connector, or through the egress proxy with the destination vetted first."""
+    # No cookie jar: a cookie one partner sets must never ride along on a later request (to it
+    # or to anyone), and keeping none spares every request the jar's bookkeeping.
     if proxy is None:
         connector = guarded_connector(allowed, limit, dns)
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0),
         middlewares=(through_proxy(proxy, allowed, dns),),
         auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 

@@ -28,8 +28,10 @@ from tests.support.api import (
     put_callback,
     settled,
 )
+from tests.support.fixtures import StartDispatcher
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, hang, status
+from tests.support.scripted_dns import ScriptedDns
 from tests.support.tokens import auth
 
 # What the partner receives.
@@ -53,6 +55,23 @@ async def test_the_body_is_the_exact_bytes_emitted(
     [received] = await receiver.wait_for(1)
     assert received.body == raw
     assert received.headers["webhook-id"] == notification_id
+
+
+async def test_a_cookie_a_partner_sets_is_never_sent_back(
+    client: TestClient, partner: str, receiver: Receiver, dispatch: StartDispatcher
+) -> None:
+    # By a host name: a cookie jar keeps no cookies for a bare IP address.
+    port = receiver.url.split(":")[2].split("/")[0]
+    await put_callback(client, partner, 1, f"http://partner.test:{port}/hook")
+    await put_callback(client, partner, 2, f"http://partner.test:{port}/other")
+    receiver.responses = [status(200, headers={"Set-Cookie": "session=partner-secret; Path=/"})]
+    await dispatch(ScriptedDns({"partner.test": [["127.0.0.1"]]}))
+
+    for notification_type in (1, 2, 1):
+        await emit(client, partner, notification_type, payload(notification_type))
+        await receiver.wait_for(len(receiver.received) + 1)
+
+    assert all("Cookie" not in r.headers for r in receiver.received)
 
 
 async def test_the_request_carries_the_documented_headers(
