@@ -28,6 +28,7 @@ from dispatcher.retention import purge_forever
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
 from service.core import operator_events, tracing
+from service.core.callback_health import fail_stragglers
 from service.core.changes import log_changes
 from service.core.database import DATABASE_DOWN, create_pool
 from service.core.egress import EgressProxy, egress_session
@@ -39,6 +40,7 @@ from service.core.stored_secrets import check_keys_open_stored_secrets
 
 log = logging.getLogger(__name__)
 FLUSH_BATCH = 500
+STRAGGLER_SWEEP = 1.0  # seconds between looks for notifications of a disabled callback
 
 
 class Dispatcher:
@@ -282,11 +284,17 @@ class Dispatcher:
 
     async def _renew_loop(self) -> None:
         interval = min(5.0, self._settings.lease_margin / 3)
+        swept_at = time.monotonic()
         while True:
             await asyncio.sleep(interval)  # a period, not a wait for something
             async for attempt in _until_database_answers("renewing leases"):
                 with attempt:
                     await self._renew()
+            if time.monotonic() - swept_at >= STRAGGLER_SWEEP:
+                swept_at = time.monotonic()
+                async for attempt in _until_database_answers("failing stragglers"):
+                    with attempt:
+                        await fail_stragglers(self._pool)
 
     async def _renew(self) -> None:
         async with self._lanes_lock:

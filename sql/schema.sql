@@ -856,6 +856,8 @@ CREATE INDEX audit_events_at_idx ON public.audit_events USING btree (at);
 
 CREATE INDEX audit_events_partner_idx ON public.audit_events USING btree (partner_id, id);
 
+CREATE INDEX callbacks_disabled ON public.callbacks USING btree (id) WHERE (NOT enabled);
+
 CREATE INDEX deliveries_due_by_callback ON public.deliveries USING btree (callback_id, next_attempt_at) WHERE (status = ANY (ARRAY['queued'::text, 'delivering'::text]));
 
 CREATE INDEX deliveries_finished ON public.deliveries USING btree (finished_at) WHERE (finished_at IS NOT NULL);

@@ -38,6 +38,15 @@ async def disable_callbacks(
     return changes
 
 
+async def fail_stragglers(pool: Pool) -> list[Change]:
+    """Fail what an echo stored for a callback while it was being disabled (see the query);
+    the changes made. The dispatchers run it every few seconds."""
+    changes = changes_from(await pool.fetch(Q["fail_stragglers"], timeout=10))
+    log_changes(changes)
+    operator_events.count(changes)
+    return changes
+
+
 async def count_disabled(pool: Pool) -> int:
     count: int = await pool.fetchval(Q["disabled_callbacks"], timeout=2)
     return count

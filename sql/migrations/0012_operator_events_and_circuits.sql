@@ -61,6 +61,10 @@ ALTER TABLE callbacks
     ADD COLUMN paused_until timestamptz,  -- a 429 or 503 with Retry-After
     ADD COLUMN last_error text;  -- the last failed attempt, as its log says it
 
+-- The dispatchers look every second for notifications stored for a disabled callback
+-- (fail_stragglers, sql/queries/callback_health.sql): few callbacks are disabled.
+CREATE INDEX callbacks_disabled ON callbacks (id) WHERE NOT enabled;
+
 -- notification.failing is sent once per notification.
 ALTER TABLE deliveries ADD COLUMN failing_reported boolean NOT NULL DEFAULT false;
 

@@ -96,3 +96,33 @@ async def test_health_is_written_only_by_the_owner(connection: asyncpg.Connectio
     closed = Health(callback_id, 0)
     assert await finish(connection, [], health=[closed]) == {}
     assert (await callback(connection, callback_id))["circuit_opened_at"] is not None
+
+
+async def test_a_notification_stored_as_its_callback_was_disabled_fails_too(
+    connection: asyncpg.Connection,
+) -> None:
+    """The race fail_stragglers closes: the echo read the callback as enabled, the disable
+    failed what was pending, then the echo committed."""
+    await add_webhook(connection, ["notification.exhausted"])
+    partner = await add_partner(connection)
+    callback_id = await add_callback(connection, partner)
+    await connection.fetch(HEALTH["disable_callbacks"], [callback_id], "gone")
+    await connection.execute("UPDATE callbacks SET enabled = true WHERE id = $1", callback_id)
+    straggler = await store_one(connection, Item(partner, uuid.uuid4()))  # stored while "enabled"
+    await connection.execute("UPDATE callbacks SET enabled = false WHERE id = $1", callback_id)
+
+    rows = await connection.fetch(HEALTH["fail_stragglers"])
+
+    assert [
+        (r["change"], r["notification_id"], r["reason"])
+        for r in rows
+        if r["change"] != "operator_event"
+    ] == [("notification_failed", straggler, "gone")]
+    failed = await connection.fetchrow(
+        "SELECT status, failure_reason FROM deliveries WHERE notification_id = $1", straggler
+    )
+    assert tuple(failed) == ("failed", "gone")
+    assert [e["data"]["notificationId"] for e in await queued_events(connection)] == [
+        str(straggler)
+    ]
+    assert await connection.fetch(HEALTH["fail_stragglers"]) == []  # nothing left to fail
