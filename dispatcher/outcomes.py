@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -26,15 +27,19 @@ def observe(
     results: Sequence[AttemptResult], verdicts: Sequence[Verdict], per_partner: bool
 ) -> None:
     now = datetime.now(UTC)
+    # Counted per label set, then added once each: a batch is hundreds of attempts of a few kinds.
+    counts: Counter[tuple[str, str, str]] = Counter()
     for result, verdict in zip(results, verdicts, strict=True):
         delivery = result.delivery
         outcome = outcome_name(result, verdict)
         partner = delivery.partner_id if per_partner else ""
-        DELIVERY_OUTCOMES.labels(outcome, str(delivery.notification_type), partner).inc()
+        counts[outcome, str(delivery.notification_type), partner] += 1
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered" and delivery.accepted_at is not None:
             END_TO_END_LAG.observe((now - delivery.accepted_at).total_seconds())
         _log(result, outcome)
+    for labels, count in counts.items():
+        DELIVERY_OUTCOMES.labels(*labels).inc(count)
 
 
 def _log(result: AttemptResult, outcome: str) -> None:

@@ -184,10 +184,7 @@ class Sender:
         delivery = self._with_tls(delivery, credentials)
         if delivery.options.oauth2:
             return await self._send_with_token(delivery, headers, credentials, started_at, clock)
-        result = await self._send(delivery, headers, started_at, clock)
-        if result.blocked:  # nothing left callbackhub
-            return result
-        return dataclasses.replace(result, signature=headers["webhook-signature"])
+        return await self._send(delivery, headers, started_at, clock)
 
     def _with_tls(self, delivery: Delivery, credentials: Credentials) -> Delivery:
         """The delivery with the TLS context its options ask for (a private CA, a client
@@ -221,19 +218,22 @@ class Sender:
             return _failed(
                 delivery, started_at, clock, f"auth_failed: {error}", FailureReason.AUTH_FAILED
             )
-        if result.blocked:
-            return result
-        return dataclasses.replace(result, signature=headers["webhook-signature"])
+        return result
 
     async def _send(
         self, delivery: Delivery, headers: dict[str, str], started_at: datetime, clock: float
     ) -> AttemptResult:
+        """One POST; the result carries the signature it sent (none when the URL guard
+        refused it: nothing left callbackhub)."""
+        signature = headers["webhook-signature"]
         try:
             status, body, retry_after = await self._post(delivery, headers)
         except TimeoutError:
-            return _failed(delivery, started_at, clock, "timeout", FailureReason.TIMEOUT)
+            result = _failed(delivery, started_at, clock, "timeout", FailureReason.TIMEOUT)
+            return dataclasses.replace(result, signature=signature)
         except (aiohttp.ClientError, OSError) as error:
-            return _unanswered(delivery, started_at, clock, error)
+            result = _unanswered(delivery, started_at, clock, error)
+            return result if result.blocked else dataclasses.replace(result, signature=signature)
         return AttemptResult(
             delivery,
             started_at,
@@ -241,6 +241,7 @@ class Sender:
             status=status,
             body=body,
             retry_after=retry_after,
+            signature=signature,
         )
 
     async def _post(

@@ -40,6 +40,10 @@ from service.core.stored_secrets import check_keys_open_stored_secrets
 
 log = logging.getLogger(__name__)
 FLUSH_BATCH = 500
+# A write-back waits this long after the previous one began, unless a batch is full, so that one
+# commit records many attempts: a commit per handful of attempts cost PostgreSQL more CPU per
+# attempt than the attempt itself. It delays only the recording, never a request.
+FLUSH_WINDOW = 0.01
 STRAGGLER_SWEEP = 1.0  # seconds between looks for notifications of a disabled callback
 
 
@@ -363,9 +367,16 @@ class Dispatcher:
     # Recording outcomes.
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._results_ready.wait()
-            await self._flush()
+            began = loop.time()
+            await self._flush_batch()
+            if not self._unflushed():
+                self._results_ready.clear()
+            rest = FLUSH_WINDOW - (loop.time() - began)
+            if rest > 0 and len(self._results) < FLUSH_BATCH:
+                await asyncio.sleep(rest)  # a batching window, not a wait for something
 
     def _unrecorded_health(self) -> tuple[list[tuple[int, Health]], list[tuple[Circuit, int]]]:
         """The health of the lanes whose circuit changed since it was last recorded, and the
@@ -375,25 +386,32 @@ class Dispatcher:
         health = [(lane.callback_id, lane.circuit.health(now)) for lane in changed]
         return health, [(lane.circuit, lane.circuit.version) for lane in changed]
 
+    def _unflushed(self) -> bool:
+        return bool(self._results) or any(lane.circuit.unrecorded for lane in self._lanes)
+
     async def _flush(self) -> None:
-        """Write back finished attempts and the callbacks' health; on a database error keep
-        them and try again."""
-        while self._results or any(lane.circuit.unrecorded for lane in self._lanes):
-            batch = self._results[:FLUSH_BATCH]
-            health, versions = self._unrecorded_health()
-            finished = queue.Finished([], [])
-            async for attempt in _until_database_answers("recording outcomes"):
-                with attempt:
-                    finished = await queue.finish(self._pool, batch, self._recording, health)
-            del self._results[: len(batch)]
-            for circuit, version in versions:
-                circuit.recorded = version
-            outcomes.observe(batch, finished.verdicts, self._settings.metrics_per_partner)
-            log_changes(finished.changes)
-            operator_events.count(finished.changes)
-            # Successors of ordered deliveries are released, in lanes this worker has: claim.
-            self._wake.set()
+        """Write back everything finished so far (at shutdown)."""
+        while self._unflushed():
+            await self._flush_batch()
         self._results_ready.clear()
+
+    async def _flush_batch(self) -> None:
+        """Write back up to FLUSH_BATCH finished attempts and the callbacks' health; on a
+        database error keep them and try again."""
+        batch = self._results[:FLUSH_BATCH]
+        health, versions = self._unrecorded_health()
+        finished = queue.Finished([], [])
+        async for attempt in _until_database_answers("recording outcomes"):
+            with attempt:
+                finished = await queue.finish(self._pool, batch, self._recording, health)
+        del self._results[: len(batch)]
+        for circuit, version in versions:
+            circuit.recorded = version
+        outcomes.observe(batch, finished.verdicts, self._settings.metrics_per_partner)
+        log_changes(finished.changes)
+        operator_events.count(finished.changes)
+        # Successors of ordered deliveries are released, in lanes this worker has: claim.
+        self._wake.set()
 
     # Stopping.
 

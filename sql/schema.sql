@@ -138,7 +138,7 @@ BEGIN
         FROM unnest(p_ids, p_attempts, p_verdicts, p_delays, p_reasons)
              AS u (notification_id, attempts, status, delay, reason)
         WHERE d.notification_id = u.notification_id AND d.attempts = u.attempts
-          AND d.status = 'delivering'
+          AND CASE WHEN d.status = 'delivering' THEN true ELSE false END  -- see above
         RETURNING d.callback_id, d.notification_id, d.subject, d.ordered, d.status, d.attempts,
                   d.failure_reason
     )
@@ -339,6 +339,9 @@ CREATE FUNCTION public.lock_subjects_v1(p_callbacks bigint[], p_subjects uuid[])
     LANGUAGE plpgsql
     AS $$
 BEGIN
+    IF cardinality(p_callbacks) = 0 THEN
+        RETURN;
+    END IF;
     PERFORM 1 FROM subject_sequences s
     JOIN unnest(p_callbacks, p_subjects) AS f (callback_id, subject)
       ON s.callback_id = f.callback_id AND s.subject = f.subject

@@ -114,7 +114,8 @@ RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.r
 -- Keep what this worker ($1) holds for another $2 seconds: its ownership of callbacks ($3)
 -- and the leases of the deliveries it claimed ahead but has not sent yet ($4); give up the
 -- callbacks it has no more work for ($5). Returns the callbacks it still owns: one missing
--- lapsed and may be someone else's now.
+-- lapsed and may be someone else's now. The status test inside a CASE, here and below: the rows
+-- are found by id, never through an index on status or a scan (sql/migrations/0013).
 WITH owned AS (
     UPDATE callback_owners
     SET expires_at = now() + make_interval(secs => $2)
@@ -123,7 +124,8 @@ WITH owned AS (
 ), leased AS (
     UPDATE deliveries
     SET next_attempt_at = now() + make_interval(secs => $2)
-    WHERE notification_id = ANY ($4::uuid[]) AND status = 'delivering' AND locked_by = $1
+    WHERE notification_id = ANY ($4::uuid[]) AND CASE WHEN status = 'delivering' THEN true ELSE false END
+      AND locked_by = $1
       AND callback_id IN (SELECT callback_id FROM owned)
     RETURNING 1
 ), released AS (
@@ -142,7 +144,8 @@ WITH released AS (
 UPDATE deliveries
 SET status = 'queued', next_attempt_at = now(), locked_by = NULL,
     attempts = attempts - 1, round_attempts = round_attempts - 1
-WHERE notification_id = ANY ($1::uuid[]) AND status = 'delivering' AND locked_by = $2;
+WHERE notification_id = ANY ($1::uuid[]) AND CASE WHEN status = 'delivering' THEN true ELSE false END
+  AND locked_by = $2;
 
 -- name: finish_attempts
 -- Finished attempts and all they change, with the callbacks' health and the operational
