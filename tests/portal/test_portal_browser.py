@@ -10,7 +10,7 @@ import uuid
 from playwright.async_api import Locator, Page, expect
 from standardwebhooks.webhooks import Webhook
 
-from tests.support.api import create_partner, emit, payload, put_callback, settled
+from tests.support.api import create_partner, emit, get_callback, payload, put_callback, settled
 from tests.support.browser import Browser
 from tests.support.polling import eventually
 from tests.support.portal import Portal
@@ -304,3 +304,48 @@ async def test_a_callback_whose_circuit_opened_says_so(
     await expect(health).to_contain_text(re.compile(r"circuit (open|probing) after \d+ failed"))
     await expect(page.locator("#limits")).to_contain_text("3 requests at once, no rate limit")
     await browser.screenshot("14-callback-circuit-open")
+
+
+async def test_a_partner_sets_and_clears_the_limits_of_a_callback(
+    portal: Portal, browser: Browser, receiver: Receiver
+) -> None:
+    partner = await _partner(portal)
+    async with portal.session() as api:
+        await put_callback(api, partner, 2, receiver.url)
+    page = browser.page
+    await _open(page, await portal.link(partner))
+    await page.get_by_role("link", name="Notes").click()
+    await expect(page.locator("#limits")).to_contain_text("8 requests at once (default)")
+
+    # Out of range: the browser holds the form back; posted anyway (its checks off), the page
+    # says why next to the field, and nothing changes.
+    await page.get_by_label("Requests at once").fill("300")
+    await page.get_by_role("button", name="Save").click()
+    assert not await page.get_by_label("Requests at once").evaluate("e => e.validity.valid")
+    await page.locator("form:has(#max_in_flight)").evaluate("form => { form.noValidate = true }")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#max_in_flight-error")).to_contain_text("256")
+    await browser.screenshot("15-callback-limit-refused")
+    async with portal.session() as api:
+        unchanged = await get_callback(api, partner, 2)
+    assert unchanged.get("maxInFlight") is None
+
+    await page.get_by_label("Requests at once").fill("3")
+    await page.get_by_label("Requests per second").fill("2.5")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_contain_text("Saved")
+    await expect(page.locator("#limits")).to_contain_text("3 requests at once, 2.5 per second")
+    await browser.screenshot("16-callback-limits")
+    async with portal.session() as api:
+        limited = await get_callback(api, partner, 2)
+    assert (limited["maxInFlight"], limited["maxPerSecond"]) == (3, 2.5)
+
+    # Emptied: the service default again, and no rate limit.
+    await page.get_by_label("Requests at once").fill("")
+    await page.get_by_label("Requests per second").fill("")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_contain_text("Saved")
+    await expect(page.locator("#limits")).to_contain_text("8 requests at once (default), no rate")
+    async with portal.session() as api:
+        cleared = await get_callback(api, partner, 2)
+    assert cleared.get("maxInFlight") is None and cleared.get("maxPerSecond") is None

@@ -67,13 +67,26 @@ async def _callback_or_none(request: web.Request, notification_type: int) -> Cal
 def _form_of(callback: Callback | None, notification_type: int) -> dict[str, Any]:
     if callback is None:
         ordered = notification_type in ORDERED_BY_DEFAULT
-        return {"url": "", "description": "", "enabled": True, "ordered_delivery": ordered}
+        return {
+            "url": "",
+            "description": "",
+            "enabled": True,
+            "ordered_delivery": ordered,
+            "max_in_flight": None,
+            "max_per_second": None,
+        }
     return {
         "url": callback.url,
         "description": callback.description,
         "enabled": callback.enabled,
         "ordered_delivery": callback.ordered_delivery,
+        "max_in_flight": callback.max_in_flight,
+        "max_per_second": callback.max_per_second,
     }
+
+
+# The form's limit fields as the API names them: their errors are reported under these names.
+LIMIT_FIELDS = {"maxInFlight": "max_in_flight", "maxPerSecond": "max_per_second"}
 
 
 def _overlap(seconds: float) -> str:
@@ -124,6 +137,9 @@ async def save_callback(request: web.Request) -> web.StreamResponse:
         "description": text_field(posted, "description").strip() or None,
         "enabled": posted.get("enabled") == "on",
         "ordered_delivery": posted.get("ordered_delivery") == "on",
+        # Empty: the service default (maxInFlight), no rate limit (maxPerSecond).
+        "max_in_flight": text_field(posted, "max_in_flight").strip() or None,
+        "max_per_second": text_field(posted, "max_per_second").strip() or None,
     }
     try:
         update = validate(CallbackUpdate, form)
@@ -138,7 +154,9 @@ async def save_callback(request: web.Request) -> web.StreamResponse:
             request.config_dict[SETTINGS].secret_rotation_overlap,
         )
     except ValidationFailed as error:
-        errors = {e["field"]: e["message"] for e in error.errors or []}
+        errors = {
+            LIMIT_FIELDS.get(e["field"], e["field"]): e["message"] for e in error.errors or []
+        }
         return await _callback_page(
             request, notification_type, status=400, form=form, errors=errors
         )
