@@ -13,6 +13,8 @@ from collections.abc import Callable
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from service.core.runtime import wait_until_set
+
 log = logging.getLogger(__name__)
 CHANNEL = "callbackhub_due"
 PING_INTERVAL = 10.0
@@ -37,14 +39,11 @@ async def listen_forever(dsn: str, wake: Callable[[], None]) -> None:
 
 async def _until_lost(connection: asyncpg.Connection, lost: asyncio.Event) -> None:
     """Return when the connection is gone; a periodic ping finds half-open connections."""
-    while not lost.is_set():
+    while not await wait_until_set(lost, PING_INTERVAL):
         try:
-            await asyncio.wait_for(lost.wait(), PING_INTERVAL)
-        except TimeoutError:
-            try:
-                await connection.execute("SELECT 1", timeout=5)
-            except RECONNECT_ERRORS:
-                return
+            await connection.execute("SELECT 1", timeout=5)
+        except RECONNECT_ERRORS:
+            return
 
 
 async def _connect(dsn: str) -> asyncpg.Connection:

@@ -21,6 +21,7 @@ import sql
 from dispatcher.retry import RetryPolicy
 from dispatcher.sender import AttemptResult, Delivery, Sender, internal_error
 from service.core.database import DATABASE_DOWN, Pool
+from service.core.runtime import wait_until_set
 from service.core.statuses import FailureReason
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ class OperatorDelivery:
             if claimed:
                 await self._deliver([_delivery(row) for row in claimed])
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await wait_until_set(self._wake, self._poll_interval)
 
     async def _deliver(self, deliveries: list[Delivery]) -> None:
         try:

@@ -34,7 +34,12 @@ from service.core.database import DATABASE_DOWN, create_pool
 from service.core.egress import EgressProxy, egress_session
 from service.core.encryption import load_keyring
 from service.core.metrics import IN_FLIGHT
-from service.core.runtime import freeze_startup_objects, loop_factory, package_version
+from service.core.runtime import (
+    freeze_startup_objects,
+    loop_factory,
+    package_version,
+    wait_until_set,
+)
 from service.core.settings import Settings
 from service.core.stored_secrets import check_keys_open_stored_secrets
 
@@ -165,11 +170,8 @@ class Dispatcher:
             async for attempt in _until_database_answers("claim"):
                 with attempt:
                     more = await self._claim_once()
-            if not more:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
-                except TimeoutError:
-                    self._look_for_new = True  # retries fall due without an announcement
+            if not more and not await wait_until_set(self._wake, self._settings.poll_interval):
+                self._look_for_new = True  # retries fall due without an announcement
 
     def _new_work(self) -> None:
         self._look_for_new = True

@@ -42,3 +42,19 @@ def freeze_startup_objects() -> None:
     the bench. What is created afterwards is collected as usual."""
     gc.collect()
     gc.freeze()
+
+
+async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` at most ``seconds``; True when it was set.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns normally when the task is cancelled
+    just as the event is set or the time is up, swallowing the cancellation, and a loop that
+    waits this way then never stops (a dispatcher's shutdown hung on it).
+    ``asyncio.timeout`` lets a cancellation through.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
