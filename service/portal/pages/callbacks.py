@@ -85,8 +85,9 @@ def _form_of(callback: Callback | None, notification_type: int) -> dict[str, Any
     }
 
 
-# The form's limit fields as the API names them: their errors are reported under these names.
-LIMIT_FIELDS = {"maxInFlight": "max_in_flight", "maxPerSecond": "max_per_second"}
+# Validation errors name fields as the API does (maxInFlight); the form's fields are named as
+# the model's (max_in_flight).
+FORM_FIELD_OF = {info.alias or name: name for name, info in CallbackUpdate.model_fields.items()}
 
 
 def _overlap(seconds: float) -> str:
@@ -155,7 +156,7 @@ async def save_callback(request: web.Request) -> web.StreamResponse:
         )
     except ValidationFailed as error:
         errors = {
-            LIMIT_FIELDS.get(e["field"], e["field"]): e["message"] for e in error.errors or []
+            FORM_FIELD_OF.get(e["field"], e["field"]): e["message"] for e in error.errors or []
         }
         return await _callback_page(
             request, notification_type, status=400, form=form, errors=errors
