@@ -130,9 +130,11 @@ async def test_second_dispatcher_takes_over_the_leases_of_a_killed_one(
     env = processes.callbackhub_env(database, fleet.logs / "data")
     api = fleet.add(processes.serve("api", env, fleet.logs, dispatcher=False))
     await processes.start(api)
-    doomed = fleet.add(processes.dispatcher("dispatcher-a", env, fleet.logs))
-    survivor = fleet.add(processes.dispatcher("dispatcher-b", env, fleet.logs))
-    await asyncio.gather(processes.start(doomed), processes.start(survivor))
+    dispatchers = [
+        fleet.add(processes.dispatcher(name, env, fleet.logs))
+        for name in ("dispatcher-a", "dispatcher-b")
+    ]
+    await asyncio.gather(*(processes.start(d) for d in dispatchers))
     targets = await register(api.url, receivers)
     emitter = fleet.emitter(
         Emitter(lambda: api.url, targets, concurrency=16, total=size.notifications)
@@ -140,16 +142,21 @@ async def test_second_dispatcher_takes_over_the_leases_of_a_killed_one(
 
     await wait_delivered(receivers, size.notifications // 4)
 
-    async def leased_by_doomed() -> int:
+    async def leases_held() -> dict[int, int]:
         rows = await delivery_rows(database)
-        mark = f":{doomed.pid}:"
-        return sum(
-            r["status"] == "delivering" and mark in (r["locked_by"] or "") for r in rows.values()
-        )
+        return {
+            d.pid: sum(
+                r["status"] == "delivering" and f":{d.pid}:" in (r["locked_by"] or "")
+                for r in rows.values()
+            )
+            for d in dispatchers
+        }
 
-    # Killed while it holds leases (on a busy machine the survivor may have had every lane
-    # for a moment).
-    await eventually(leased_by_doomed, lambda held: held > 0)
+    # The one that holds leases is killed: a callback is delivered by one dispatcher at a
+    # time, so on a busy machine either of them may hold every lane for a while.
+    held = await eventually(leases_held, lambda counts: max(counts.values()) > 0)
+    doomed = max(dispatchers, key=lambda d: held[d.pid])
+    survivor = next(d for d in dispatchers if d is not doomed)
     doomed.kill()
     killed_at = time.monotonic()
     sent_before_kill = {r.headers["webhook-id"] for rx in receivers for r in rx.received}
