@@ -186,7 +186,11 @@ class Dispatcher:
             if request.new_lanes <= 0 and not any(request.wants.values()):
                 return False
             started, started_ns = time.monotonic(), time.time_ns()
-            self._look_for_new = False
+            # Looked only when there was room to take on a lane: a look the held deliveries
+            # ruled out stays due, for when the lanes drain (else a drained process idled
+            # until the next poll while other callbacks had work).
+            if request.new_lanes > 0:
+                self._look_for_new = False
             claimed = await queue.claim(self._pool, request, self.lease_seconds, self.worker_id)
             if tracing.enabled() and claimed.deliveries:
                 _record_claim_span(started_ns, claimed.deliveries)
@@ -237,18 +241,26 @@ class Dispatcher:
     # Sending: lanes take turns for the process's in-flight budget.
 
     def _pump(self) -> None:
-        """Start every request the limits allow now."""
-        if self._stopping:
-            return
+        """Start every request the limits allow now, each in a task of its own."""
+        while (delivery := self._next_to_send()) is not None:
+            IN_FLIGHT.inc()
+            task = asyncio.create_task(self._deliver(delivery))
+            self._in_flight[delivery.notification_id] = task
+
+    def _next_to_send(self) -> Delivery | None:
+        """The next delivery, in the lanes' turns, that the limits allow to start now (None:
+        none may); it counts as in flight from here."""
+        if self._stopping or len(self._in_flight) >= self._settings.max_in_flight:
+            return None
         now = time.monotonic()
-        while len(self._in_flight) < self._settings.max_in_flight:
-            lane, paced = self._lanes.next_ready(now)
-            for waiting_lane, wait in paced:
-                self._wake_after(waiting_lane, wait)
-            if lane is None:
-                return
-            self._start(lane.take(now))
-            self._lanes.wake(lane)
+        lane, paced = self._lanes.next_ready(now)
+        for waiting_lane, wait in paced:
+            self._wake_after(waiting_lane, wait)
+        if lane is None:
+            return None
+        delivery = lane.take(now)
+        self._lanes.wake(lane)
+        return delivery
 
     def _wake_after(self, lane: Lane, seconds: float) -> None:
         """Give a paced lane its turn again when its pacer allows the next request."""
@@ -262,11 +274,6 @@ class Dispatcher:
 
         loop = asyncio.get_running_loop()
         self._pace_timers[lane.callback_id] = loop.call_later(seconds, paced)
-
-    def _start(self, delivery: Delivery) -> None:
-        IN_FLIGHT.inc()
-        task = asyncio.create_task(self._deliver(delivery))
-        self._in_flight[delivery.notification_id] = task
 
     def _sent(self, delivery: Delivery, result: AttemptResult | None) -> None:
         """A request is over: its slot is free for the lane's next one (claim more when the
@@ -284,7 +291,6 @@ class Dispatcher:
             self._lanes.wake(lane)
             if lane.want(now) > 0:
                 self._wake.set()
-        self._pump()
 
     # Keeping the lanes: ownership and the leases of what waits, renewed; idle lanes closed.
 
@@ -347,6 +353,19 @@ class Dispatcher:
             timer.cancel()
 
     async def _deliver(self, delivery: Delivery) -> None:
+        """Send ``delivery``, then carry on with the next one the lanes' turns give this task,
+        until none may start: the next request leaves the moment a slot frees, without a new
+        task and a turn of the event loop in between."""
+        this = self._in_flight[delivery.notification_id]
+        following: Delivery | None = delivery
+        while following is not None:
+            await self._attempt(following)
+            following = self._next_to_send()
+            if following is not None:
+                IN_FLIGHT.inc()
+                self._in_flight[following.notification_id] = this
+
+    async def _attempt(self, delivery: Delivery) -> None:
         """Make one attempt and queue its result for the write-back, whatever it raised: an
         attempt that is never recorded would be claimed again at every lease expiry, forever.
         (A cancellation at shutdown is the exception: its lease is given back uncharged.)"""

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bench.loadgen import most_in_any_second
-from tests.support.api import emit, payload, put_callback, settled
+from tests.support.api import create_partner, emit, payload, put_callback, settled
 from tests.support.fixtures import StartDispatcher
 from tests.support.receiver import Receiver
 
@@ -75,3 +75,22 @@ def test_most_in_any_second_counts_a_sliding_window() -> None:  # the bench's co
     assert most_in_any_second([]) == 0
     assert most_in_any_second([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
     assert most_in_any_second([0.0, 1.0, 2.0]) == 1
+
+
+async def test_a_dispatcher_whose_lanes_drain_takes_on_waiting_callbacks_at_once(
+    client: TestClient, receiver: Receiver, dispatch: StartDispatcher
+) -> None:
+    """Room for one lane at a time (1 request in flight): each time a callback's backlog is
+    sent the dispatcher takes on the next callback straight away, not at its next poll (a
+    minute here), which is what it did while the held deliveries had ruled out the look."""
+    partners = [await create_partner(client, f"Broker {n}") for n in range(4)]
+    ids = {}
+    for partner in partners:
+        await put_callback(client, partner, 2, receiver.url)
+        ids[partner] = [await emit(client, partner, 2, payload(2)) for _ in range(3)]
+    await dispatch(max_in_flight=1, max_per_callback=1, poll_interval=60)
+
+    for partner, notification_ids in ids.items():
+        for notification_id in notification_ids:
+            await settled(client, partner, notification_id, "delivered")
+    assert len(receiver.received) == 12
