@@ -35,9 +35,9 @@ from service.core.egress import EgressProxy, egress_session
 from service.core.encryption import load_keyring
 from service.core.metrics import IN_FLIGHT
 from service.core.runtime import (
-    freeze_startup_objects,
     loop_factory,
     package_version,
+    tune_garbage_collector,
     wait_until_set,
 )
 from service.core.settings import Settings
@@ -532,7 +532,7 @@ async def _run_until_signalled(settings: Settings, dsn: str) -> None:
     dispatcher = Dispatcher(settings, dsn)
     await dispatcher.start()
     metrics = await _serve_metrics(settings)
-    freeze_startup_objects()
+    tune_garbage_collector()
     await stop.wait()
     await dispatcher.stop()
     if metrics is not None:

@@ -22,7 +22,7 @@ from service.api.tokens import ensure_jwt_secret
 from service.core import tracing
 from service.core.database import database_url
 from service.core.logs import configure_logging
-from service.core.runtime import freeze_startup_objects, loop_factory
+from service.core.runtime import loop_factory, tune_garbage_collector
 from service.core.settings import Settings
 from service.portal.app import mount_portal
 
@@ -89,7 +89,7 @@ def serve(settings: Settings, *, with_dispatcher: bool, workers: int = 1) -> int
 def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) -> None:
     tracing.configure()  # in each process: an exporter thread does not survive a spawn
     app = build_app(settings, dsn, with_dispatcher=with_dispatcher)
-    app.on_startup.append(_freeze_startup_objects)  # after the pool and dispatcher started
+    app.on_startup.append(_tune_garbage_collector)  # after the pool and dispatcher started
     log.info(
         "serving on http://%s:%d",
         settings.host,
@@ -108,8 +108,8 @@ def _run(settings: Settings, dsn: str, with_dispatcher: bool, reuse_port: bool) 
     )
 
 
-async def _freeze_startup_objects(app: web.Application) -> None:
-    freeze_startup_objects()
+async def _tune_garbage_collector(app: web.Application) -> None:
+    tune_garbage_collector()
 
 
 def _worker(settings: Settings, dsn: str, with_dispatcher: bool) -> None:

@@ -35,13 +35,23 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-def freeze_startup_objects() -> None:
+# Young objects a collection waits for (Python's default: 700). A dispatcher holds thousands of
+# live objects (requests in flight, deliveries claimed ahead, results waiting for the
+# write-back) and allocates a hundred or so per request, so at 700 the collector ran every few
+# requests and its older generations walked all of them again and again: 7-8% of the
+# dispatcher's CPU per delivery in interleaved bench runs (docs/performance.md).
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
+def tune_garbage_collector() -> None:
     """Leave what exists once a process has started (modules, models, pools) out of every
     future garbage collection. A full collection otherwise walks all of it, pausing the event
     loop for 50-100 ms every few seconds under load, which showed as bursts of slow echoes in
-    the bench. What is created afterwards is collected as usual."""
+    the bench. What is created afterwards is collected as usual, in larger and rarer rounds."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
 
 
 async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
