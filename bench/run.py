@@ -506,23 +506,29 @@ class Bench:
         return {"max": maximum, "at_70_percent": steady}
 
     async def step_delivery(
-        self, name: str, dsn: str, queue: database.Queue, traced: bool = False
+        self,
+        name: str,
+        dsn: str,
+        queue: database.Queue,
+        traced: bool = False,
+        dispatchers: int = 1,
     ) -> dict[str, Any]:
         count = len(queue.deliveries)
         log(f"delivery ({name}): {count:,} notifications")
         await database.fill_queue(dsn, queue)
         await self.receiver_call("POST", "/control/reset")
         env = self.callbackhub_env(dsn, traced=traced)
-        proc = self.spawn(
-            f"dispatcher ({name})", "dispatcher", python("service", "dispatcher"), env
-        )
+        argv = python("service", "dispatcher")
+        roles = ["dispatcher"] + [f"dispatcher-{n}" for n in range(2, dispatchers + 1)]
+        procs = {role: self.spawn(f"{role} ({name})", role, argv, env) for role in roles}
         await self.wait_received(1, timeout=60)  # started: measure from here
-        meter = CpuMeter({"dispatcher": proc, "receiver": self.receiver}, self.postgres_pid)
+        meter = CpuMeter({**procs, "receiver": self.receiver}, self.postgres_pid)
         with meter:
-            async with self.profiled(proc, f"delivery-{name}"):
+            async with self.profiled(procs["dispatcher"], f"delivery-{name}"):
                 stats = await self.wait_received(count, timeout=60 + count / 500)
         delivered, pending = await self.wait_recorded(dsn)
-        await proc.stop()
+        for proc in procs.values():
+            await proc.stop()
         elapsed = stats["last"] - stats["first"]
         rate = (stats["unique"] - 1) / elapsed if elapsed > 0 else 0.0
         log(f"  {stats['unique']:,} received, {rate:,.0f}/s; {pending:,} not recorded as delivered")
@@ -584,6 +590,8 @@ class Bench:
         results["P_asyncio"] = await self.step_p("asyncio")
         results["scale"] = {"delivery": await self.delivery_step("scale", False, scale)}
         results["delivery_ordered"] = await self.delivery_step("ordered", ordered=True)
+        # Scaling out: the same queue drained by two dispatcher processes sharing the database.
+        results["delivery_two"] = await self.delivery_step("two", False, dispatchers=2)
         # One busy partner: everything to one callback, at the default limit and at 64.
         results["one_callback"] = await self.one_callback_step("one-callback")
         results["one_callback_64"] = await self.one_callback_step("one-callback-64", 64)
@@ -621,11 +629,17 @@ class Bench:
         return dsn
 
     async def delivery_step(
-        self, name: str, ordered: bool, dsn: str = "", traced: bool = False, options: bool = False
+        self,
+        name: str,
+        ordered: bool,
+        dsn: str = "",
+        traced: bool = False,
+        options: bool = False,
+        dispatchers: int = 1,
     ) -> dict[str, Any]:
-        """A queue of ``queue`` notifications drained by one dispatcher; a fresh database
-        unless ``dsn`` is given; with ``options``, every callback has custom headers and
-        OAuth2."""
+        """A queue of ``queue`` notifications drained by ``dispatchers`` dispatcher processes;
+        a fresh database unless ``dsn`` is given; with ``options``, every callback has custom
+        headers and OAuth2."""
         assert self.fixture is not None
         sizes, fresh = self.sizes, not dsn
         if ordered:
@@ -639,7 +653,7 @@ class Bench:
         if options:
             token_url = f"{self.receiver_base}/oauth/token"
             await database.add_delivery_options(dsn, token_url, self.keyring)
-        result = await self.step_delivery(name, dsn, queue, traced)
+        result = await self.step_delivery(name, dsn, queue, traced, dispatchers)
         if options:
             result["tokens"] = (await self.receiver_call("GET", "/control/stats"))["tokens"]
         if fresh:
@@ -757,6 +771,13 @@ class Bench:
                 unordered,
                 "unordered",
                 at_least=0.8,
+            ),
+            Row(
+                "delivery, unordered, 2 dispatcher processes",
+                r["delivery_two"]["rate"],
+                "/s",
+                p,
+                "P",
             ),
             Row(
                 "ingest, tracing on (all sampled)",
