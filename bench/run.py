@@ -689,9 +689,10 @@ class Bench:
         await wait_http(proc, f"http://127.0.0.1:{port}/health/ready")
         quiet_partners = [str(p) for p in self.fixture.partners[1:21]]
         quiet = Target(f"http://127.0.0.1:{port}", quiet_partners, self.token)
-        sent = await self.fixed_rate(quiet, 40.0, sizes.noisy_seconds, ids=True)
-        due_at: dict[str, float] = sent.pop("ids")
-        await self.wait_received(len(hot.deliveries) + len(due_at), timeout=60)
+        async with self.profiled(proc, "noisy-neighbour"):
+            sent = await self.fixed_rate(quiet, 40.0, sizes.noisy_seconds, ids=True)
+            due_at: dict[str, float] = sent.pop("ids")
+            await self.wait_received(len(hot.deliveries) + len(due_at), timeout=60)
         arrivals: dict[str, float] = await self.receiver_call("GET", "/control/arrivals")
         await proc.stop()
         await database.drop_database(self.server_dsn, "bench_noisy")
