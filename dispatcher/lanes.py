@@ -66,6 +66,11 @@ class Lane:
     # the leases of the waiting deliveries, less one delivery timeout (time.monotonic()).
     sendable_until: float = math.inf
     sent: int = 0  # requests started, for the lane's rate
+    # The last claim found less due work than the lane asked for: nothing more is claimed for
+    # it until something may have added some (a NOTIFY, the poll, its own write-back), which
+    # ``signs`` counts.
+    drained: bool = False
+    signs: int = 0
     rate: float = 0.0  # requests started per second, smoothed
     _rate_since: float = field(default_factory=time.monotonic)
     _rate_sent: int = 0
@@ -90,10 +95,13 @@ class Lane:
         return min(depth, MAX_AHEAD)
 
     def want(self, now: float) -> int:
-        """How many more to claim now: none while at least half the depth is still held; while
-        its circuit is open only the probe, when it is due."""
+        """How many more to claim now: none while at least half the depth is still held, or
+        while the callback is drained; while its circuit is open only the probe, when it is
+        due."""
         if self.circuit.blocked(now):
             return 1 if self.circuit.wants_probe(now) and not self.waiting else 0
+        if self.drained:
+            return 0
         depth = self.depth()
         held = len(self.waiting)
         return depth - held if held <= depth // 2 else 0

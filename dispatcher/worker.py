@@ -11,6 +11,8 @@ import signal
 import socket
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -33,7 +35,7 @@ from service.core.changes import log_changes
 from service.core.database import DATABASE_DOWN, create_pool
 from service.core.egress import EgressProxy, egress_session
 from service.core.encryption import load_keyring
-from service.core.metrics import IN_FLIGHT
+from service.core.metrics import CLAIMS, IN_FLIGHT
 from service.core.runtime import (
     loop_factory,
     package_version,
@@ -172,11 +174,19 @@ class Dispatcher:
                     more = await self._claim_once()
             if not more and not await wait_until_set(self._wake, self._settings.poll_interval):
                 self._look_for_new = True  # retries fall due without an announcement
+                self._may_have_more(self._lanes)
 
     def _new_work(self) -> None:
         self._look_for_new = True
+        self._may_have_more(self._lanes)
         self._wake.set()
         self._operator.wake()
+
+    def _may_have_more(self, lanes: Iterable[Lane]) -> None:
+        """Due work may have appeared for ``lanes``: claim for them again."""
+        for lane in lanes:
+            lane.drained = False
+            lane.signs += 1
 
     async def _claim_once(self) -> bool:
         """Claim for the lanes that want more and for new ones; True when there is probably
@@ -191,7 +201,12 @@ class Dispatcher:
             # until the next poll while other callbacks had work).
             if request.new_lanes > 0:
                 self._look_for_new = False
+            signs = {
+                lane.callback_id: lane.signs for lane in map(self._lanes.get, request.wants) if lane
+            }
             claimed = await queue.claim(self._pool, request, self.lease_seconds, self.worker_id)
+            CLAIMS.labels("deliveries" if claimed.deliveries else "empty").inc()
+            self._mark_drained(request.wants, claimed.deliveries, signs)
             if tracing.enabled() and claimed.deliveries:
                 _record_claim_span(started_ns, claimed.deliveries)
             self._take_in(claimed, started + self._sendable_for)
@@ -199,6 +214,21 @@ class Dispatcher:
         if request.new_lanes > 0 and claimed.limits.keys() - request.wants.keys():
             self._look_for_new = True  # it took on new lanes (half of those free): look again
         return bool(claimed.deliveries) and not self._stopping
+
+    def _mark_drained(
+        self, wants: dict[int, int], deliveries: list[Delivery], signs: dict[int, int]
+    ) -> None:
+        """Lanes that got less than they asked for have no more due work for now, unless a
+        sign of more came while the claim ran: asking again at every turn of the claim loop
+        cost a futile claim (a dispatcher with idle lanes made three empty claims for every
+        delivery)."""
+        got = Counter(d.callback_id for d in deliveries)
+        for callback_id, want in wants.items():
+            lane = self._lanes.get(callback_id)
+            if lane is None or want <= 0 or got[callback_id] >= want:
+                continue
+            if lane.signs == signs.get(callback_id):
+                lane.drained = True
 
     def _take_in(self, claimed: queue.Claimed, sendable_until: float) -> None:
         default = self._settings.max_per_callback
@@ -229,14 +259,17 @@ class Dispatcher:
         if not deliveries:
             return
         ids = [d.notification_id for d in deliveries]
-        task = asyncio.create_task(self._release(ids))
+        callbacks = {d.callback_id for d in deliveries}
+        task = asyncio.create_task(self._release(ids, callbacks))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
-    async def _release(self, ids: list[str]) -> None:
+    async def _release(self, ids: list[str], callbacks: set[int]) -> None:
         async for attempt in _until_database_answers("giving back deliveries"):
             with attempt:
                 await queue.release_leases(self._pool, ids, self.worker_id)
+        # Due again: the lanes claim them once their circuit or pause lets them.
+        self._may_have_more(lane for lane in map(self._lanes.get, callbacks) if lane is not None)
 
     # Sending: lanes take turns for the process's in-flight budget.
 
@@ -432,6 +465,8 @@ class Dispatcher:
         log_changes(finished.changes)
         operator_events.count(finished.changes)
         # Successors of ordered deliveries are released, in lanes this worker has: claim.
+        ordered = {r.delivery.callback_id for r in batch if r.delivery.ordered}
+        self._may_have_more(lane for lane in map(self._lanes.get, ordered) if lane is not None)
         self._wake.set()
 
     # Stopping.

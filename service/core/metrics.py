@@ -47,6 +47,11 @@ QUEUE_DEPTH = Gauge(
     ["state"],
 )
 IN_FLIGHT = Gauge("callbackhub_deliveries_in_flight", "Delivery requests in flight")
+CLAIMS = Counter(
+    "callbackhub_dispatcher_claims",
+    "Claims of due deliveries the dispatcher made, by whether they returned any",
+    ["result"],
+)
 DISABLED_CALLBACKS = Gauge("callbackhub_callbacks_disabled", "Callbacks currently disabled")
 OPEN_CIRCUITS = Gauge(
     "callbackhub_circuits_open", "Callbacks whose circuit breaker is open (or probing)"

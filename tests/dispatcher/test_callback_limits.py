@@ -9,6 +9,7 @@ import asyncio
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from bench.loadgen import most_in_any_second
 from tests.support.api import create_partner, emit, payload, put_callback, settled
@@ -94,3 +95,30 @@ async def test_a_dispatcher_whose_lanes_drain_takes_on_waiting_callbacks_at_once
         for notification_id in notification_ids:
             await settled(client, partner, notification_id, "delivered")
     assert len(receiver.received) == 12
+
+
+def empty_claims() -> float:
+    return (
+        REGISTRY.get_sample_value("callbackhub_dispatcher_claims_total", {"result": "empty"}) or 0
+    )
+
+
+async def test_an_idle_lane_is_not_claimed_for_again_until_work_may_have_come(
+    client: TestClient, receiver: Receiver, dispatch: StartDispatcher
+) -> None:
+    """A callback whose lane found nothing due is not asked for again at every turn of the
+    claim loop (every request finished, every write-back), only when work may have come: a
+    NOTIFY, the poll (a minute here). It had cost a futile claim, a round trip to PostgreSQL,
+    for every delivery another callback got."""
+    quiet, busy = await create_partner(client, "Quiet"), await create_partner(client, "Busy")
+    for partner in (quiet, busy):
+        await put_callback(client, partner, 2, receiver.url, orderedDelivery=False)
+    first = await emit(client, quiet, 2, payload(2))
+    await dispatch(poll_interval=60)
+    await settled(client, quiet, first, "delivered")  # the quiet callback's lane is idle now
+
+    before = empty_claims()
+    ids = [await emit(client, busy, 2, payload(2)) for _ in range(30)]
+    for notification_id in ids:
+        await settled(client, busy, notification_id, "delivered")
+    assert empty_claims() - before <= 3  # one futile claim per delivery or more before
