@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dispatcher.circuit import Circuit, CircuitRules
@@ -66,11 +66,11 @@ class Lane:
     # the leases of the waiting deliveries, less one delivery timeout (time.monotonic()).
     sendable_until: float = math.inf
     sent: int = 0  # requests started, for the lane's rate
-    # The last claim found less due work than the lane asked for: nothing more is claimed for
-    # it until something may have added some (a NOTIFY, the poll, its own write-back), which
-    # ``signs`` counts.
-    drained: bool = False
+    # Signs that due work may have come for the callback (a NOTIFY, the poll, its own
+    # write-back), counted; a claim that found less than the lane asked for records the count
+    # it started at, and the lane is drained until the next sign.
     signs: int = 0
+    drained_at: int = -1
     rate: float = 0.0  # requests started per second, smoothed
     _rate_since: float = field(default_factory=time.monotonic)
     _rate_sent: int = 0
@@ -78,6 +78,11 @@ class Lane:
     @property
     def idle(self) -> bool:
         return not self.waiting and self.in_flight == 0
+
+    @property
+    def drained(self) -> bool:
+        """Nothing more is claimed for it until a sign that due work may have come."""
+        return self.drained_at == self.signs
 
     def limit(self, max_in_flight: int, max_per_second: float | None) -> None:
         """The callback's limits as last claimed (a partner may change them at any time)."""
@@ -171,6 +176,10 @@ class Lanes:
             lane = Lane(callback_id, max_in_flight, circuit, sendable_until=sendable_until)
             self.by_callback[callback_id] = lane
         return lane
+
+    def among(self, callback_ids: Iterable[int]) -> list[Lane]:
+        """The lanes of those callbacks that this process has."""
+        return [lane for lane in map(self.by_callback.get, callback_ids) if lane is not None]
 
     def close(self, callback_id: int) -> Lane | None:
         return self.by_callback.pop(callback_id, None)

@@ -185,7 +185,6 @@ class Dispatcher:
     def _may_have_more(self, lanes: Iterable[Lane]) -> None:
         """Due work may have appeared for ``lanes``: claim for them again."""
         for lane in lanes:
-            lane.drained = False
             lane.signs += 1
 
     async def _claim_once(self) -> bool:
@@ -201,9 +200,7 @@ class Dispatcher:
             # until the next poll while other callbacks had work).
             if request.new_lanes > 0:
                 self._look_for_new = False
-            signs = {
-                lane.callback_id: lane.signs for lane in map(self._lanes.get, request.wants) if lane
-            }
+            signs = {lane.callback_id: lane.signs for lane in self._lanes.among(request.wants)}
             claimed = await queue.claim(self._pool, request, self.lease_seconds, self.worker_id)
             CLAIMS.labels("deliveries" if claimed.deliveries else "empty").inc()
             self._mark_drained(request.wants, claimed.deliveries, signs)
@@ -219,16 +216,14 @@ class Dispatcher:
         self, wants: dict[int, int], deliveries: list[Delivery], signs: dict[int, int]
     ) -> None:
         """Lanes that got less than they asked for have no more due work for now, unless a
-        sign of more came while the claim ran: asking again at every turn of the claim loop
-        cost a futile claim (a dispatcher with idle lanes made three empty claims for every
-        delivery)."""
+        sign of more came while the claim ran (their count moved past the one recorded):
+        asking again at every turn of the claim loop cost a futile claim (a dispatcher with
+        idle lanes made three empty claims for every delivery)."""
         got = Counter(d.callback_id for d in deliveries)
-        for callback_id, want in wants.items():
-            lane = self._lanes.get(callback_id)
-            if lane is None or want <= 0 or got[callback_id] >= want:
-                continue
-            if lane.signs == signs.get(callback_id):
-                lane.drained = True
+        for lane in self._lanes.among(wants):
+            want = wants[lane.callback_id]
+            if want > 0 and got[lane.callback_id] < want:
+                lane.drained_at = signs[lane.callback_id]
 
     def _take_in(self, claimed: queue.Claimed, sendable_until: float) -> None:
         default = self._settings.max_per_callback
@@ -269,20 +264,22 @@ class Dispatcher:
             with attempt:
                 await queue.release_leases(self._pool, ids, self.worker_id)
         # Due again: the lanes claim them once their circuit or pause lets them.
-        self._may_have_more(lane for lane in map(self._lanes.get, callbacks) if lane is not None)
+        self._may_have_more(self._lanes.among(callbacks))
 
     # Sending: lanes take turns for the process's in-flight budget.
 
     def _pump(self) -> None:
         """Start every request the limits allow now, each in a task of its own."""
         while (delivery := self._next_to_send()) is not None:
-            IN_FLIGHT.inc()
-            task = asyncio.create_task(self._deliver(delivery))
-            self._in_flight[delivery.notification_id] = task
+            self._count_in_flight(delivery, asyncio.create_task(self._deliver(delivery)))
+
+    def _count_in_flight(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
+        IN_FLIGHT.inc()
+        self._in_flight[delivery.notification_id] = task
 
     def _next_to_send(self) -> Delivery | None:
         """The next delivery, in the lanes' turns, that the limits allow to start now (None:
-        none may); it counts as in flight from here."""
+        none may); the caller counts it in flight."""
         if self._stopping or len(self._in_flight) >= self._settings.max_in_flight:
             return None
         now = time.monotonic()
@@ -395,8 +392,7 @@ class Dispatcher:
             await self._attempt(following)
             following = self._next_to_send()
             if following is not None:
-                IN_FLIGHT.inc()
-                self._in_flight[following.notification_id] = this
+                self._count_in_flight(following, this)
 
     async def _attempt(self, delivery: Delivery) -> None:
         """Make one attempt and queue its result for the write-back, whatever it raised: an
@@ -466,7 +462,7 @@ class Dispatcher:
         operator_events.count(finished.changes)
         # Successors of ordered deliveries are released, in lanes this worker has: claim.
         ordered = {r.delivery.callback_id for r in batch if r.delivery.ordered}
-        self._may_have_more(lane for lane in map(self._lanes.get, ordered) if lane is not None)
+        self._may_have_more(self._lanes.among(ordered))
         self._wake.set()
 
     # Stopping.
