@@ -84,6 +84,9 @@ async def test_a_partner_registers_tests_rotates_and_redelivers(
     assert '"processUniqueId"' in example and '"noteUniqueId"' in example
     await browser.screenshot("04-test-notification")
     await page.get_by_role("button", name="Send", exact=True).click()
+    # The notification's page, not a reload racing the form's own navigation to it.
+    await expect(page).to_have_url(re.compile(r"/portal/notifications/[0-9a-f-]+$"))
+    await expect(page.locator("h1 .status")).to_be_visible()
     [received] = await receiver.wait_for(1)
     Webhook(secret).verify(received.body, received.headers)
     await _reload_until_status(page, "delivered")
