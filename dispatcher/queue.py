@@ -6,7 +6,8 @@ Both directions are batched: one statement claims many rows, one transaction fin
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,16 +70,18 @@ async def claim(pool: Pool, request: ClaimRequest, lease_seconds: float, worker_
         request.probes,
     )
     deliveries = [_delivery(row) for row in rows]
-    limits = {row["callback_id"]: (row["max_in_flight"], row["max_per_second"]) for row in rows}
-    health = {
-        row["callback_id"]: StoredHealth(
-            row["consecutive_failures"],
-            row["circuit_open"],
-            row["probe_interval"],
-            row["last_error"],
-        )
-        for row in rows
-    }
+    limits: dict[int, tuple[int | None, float | None]] = {}
+    health: dict[int, StoredHealth] = {}
+    for row in rows:  # every row carries its callback's columns: read them once per callback
+        callback_id = row["callback_id"]
+        if callback_id not in limits:
+            limits[callback_id] = (row["max_in_flight"], row["max_per_second"])
+            health[callback_id] = StoredHealth(
+                row["consecutive_failures"],
+                row["circuit_open"],
+                row["probe_interval"],
+                row["last_error"],
+            )
     if tracing.enabled() and deliveries:
         deliveries = await _with_trace_contexts(pool, deliveries)
     return Claimed(deliveries, limits, health)
@@ -99,7 +102,7 @@ async def renew(
         worker_id,
         lease_seconds,
         owned,
-        [uuid.UUID(n) for n in waiting],
+        waiting,  # ids as text: asyncpg encodes them as uuid without a UUID object each
         idle,
     )
     return {row["callback_id"] for row in rows}
@@ -107,12 +110,19 @@ async def renew(
 
 async def _with_trace_contexts(pool: Pool, deliveries: list[Delivery]) -> list[Delivery]:
     """Each delivery with the trace context its echo stored (one more query, tracing only)."""
-    ids = [uuid.UUID(d.notification_id) for d in deliveries]
-    rows = await pool.fetch(Q["trace_contexts"], ids)
+    rows = await pool.fetch(Q["trace_contexts"], [d.notification_id for d in deliveries])
     stored = {
         str(r["notification_id"]): TraceContext(r["traceparent"], r["tracestate"]) for r in rows
     }
     return [dataclasses.replace(d, trace_context=stored.get(d.notification_id)) for d in deliveries]
+
+
+@functools.lru_cache(maxsize=4096)
+def _options(stored: str | None) -> DeliveryOptions:
+    """A callback's delivery options, parsed once per stored document (claimed as text: every
+    row of a claim carries its callback's, and decoding each cost more than the attempt's
+    signature)."""
+    return DeliveryOptions.from_json(json.loads(stored) if stored is not None else None)
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
@@ -127,7 +137,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         payload=bytes(row["payload"]),
         sealed_secrets=sealed,
         sealed_credentials=row["sealed_credentials"],
-        options=DeliveryOptions.from_json(row["delivery_options"]),
+        options=_options(row["delivery_options"]),
         attempt=row["attempts"],
         round_attempt=row["round_attempts"],
         sequence=row["sequence"],
@@ -194,7 +204,7 @@ async def finish(
     gone = {r.delivery.callback_id for r in results if r.gone}
     rows = await pool.fetch(
         Q["finish_attempts"],
-        [uuid.UUID(d.notification_id) for d in deliveries],
+        [d.notification_id for d in deliveries],  # as text: asyncpg encodes it as uuid
         [d.attempt for d in deliveries],
         [r.started_at for r in results],
         [r.duration_ms for r in results],
@@ -206,7 +216,7 @@ async def finish(
         [v.delay for v in verdicts],
         [v.reason for v in verdicts],
         [callback for callback, _ in ordered],
-        [uuid.UUID(subject) for _, subject in ordered],
+        [subject for _, subject in ordered],
         sorted({r.delivery.callback_id for r in results if r.succeeded}),
         sorted(gone),
         sorted({r.delivery.callback_id for r in results if not r.succeeded} - gone),
@@ -227,5 +237,4 @@ async def release_leases(
     pool: Pool, notification_ids: list[str], worker_id: str, callbacks: Sequence[int] = ()
 ) -> None:
     """Give back unsent deliveries uncharged, and the ownership of ``callbacks``."""
-    ids = [uuid.UUID(n) for n in notification_ids]
-    await pool.execute(Q["release_leases"], ids, worker_id, list(callbacks))
+    await pool.execute(Q["release_leases"], notification_ids, worker_id, list(callbacks))

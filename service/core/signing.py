@@ -54,7 +54,7 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def signature_header(secrets: Iterable[str], message_id: str, timestamp: int, body: bytes) -> str:
-    return " ".join(sign(secret, message_id, timestamp, body) for secret in secrets)
+    return " ".join([sign(secret, message_id, timestamp, body) for secret in secrets])
 
 
 def new_signing_secret(kind: str = HMAC) -> str:

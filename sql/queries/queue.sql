@@ -104,7 +104,8 @@ WHERE d.notification_id = ANY (ARRAY(SELECT notification_id FROM chosen))
   AND c.id = d.callback_id
 RETURNING d.notification_id, d.callback_id, d.notification_type, d.attempts, d.round_attempts,
           d.sequence, d.ordered, d.subject, d.partner_id, n.created_at AS accepted_at,
-          n.payload, c.url, c.signing_secret, c.sealed_credentials, c.delivery_options,
+          n.payload, c.url, c.signing_secret, c.sealed_credentials,
+          c.delivery_options::text AS delivery_options,  -- parsed once per callback
           CASE WHEN c.previous_secret_expires_at > now() THEN c.previous_secret END
               AS previous_secret,
           c.max_in_flight, c.max_per_second, c.consecutive_failures,
