@@ -15,18 +15,20 @@ from service.core.statuses import DeliveryStatus
 log = logging.getLogger("dispatcher.outcomes")
 
 
+_OUTCOME_NAMES = {DeliveryStatus.DELIVERED: "delivered", DeliveryStatus.QUEUED: "retried"}
+
+
 def outcome_name(result: AttemptResult, verdict: Verdict) -> str:
     if result.blocked:
         return "blocked"
-    return {DeliveryStatus.DELIVERED: "delivered", DeliveryStatus.QUEUED: "retried"}.get(
-        verdict.status, "failed"
-    )
+    return _OUTCOME_NAMES.get(verdict.status, "failed")
 
 
 def observe(
     results: Sequence[AttemptResult], verdicts: Sequence[Verdict], per_partner: bool
 ) -> None:
     now = datetime.now(UTC)
+    debug = log.isEnabledFor(logging.DEBUG)  # else only failures are logged
     # Counted per label set, then added once each: a batch is hundreds of attempts of a few kinds.
     counts: Counter[tuple[str, str, str]] = Counter()
     for result, verdict in zip(results, verdicts, strict=True):
@@ -37,7 +39,8 @@ def observe(
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         if outcome == "delivered" and delivery.accepted_at is not None:
             END_TO_END_LAG.observe((now - delivery.accepted_at).total_seconds())
-        _log(result, outcome)
+        if debug or outcome in ("failed", "blocked"):
+            _log(result, outcome)
     for labels, count in counts.items():
         DELIVERY_OUTCOMES.labels(*labels).inc(count)
 
