@@ -26,6 +26,7 @@ from service.core.tracing import TraceContext
 
 RESPONSE_BODY_LIMIT = 4096
 OPENED_LIMIT = 4096  # callbacks whose credentials are kept opened
+NO_CREDENTIALS = Credentials()  # a callback without custom headers or auth (never changed)
 
 
 # Delivery and AttemptResult are made once per attempt and never changed after: not frozen only
@@ -127,24 +128,15 @@ class Sender:
         self._tokens = TokenCache(session, timeout)
         self._tls = TlsContexts()
         self._opened: dict[tuple[str | None, str, int], Credentials] = {}
-        self._opened_secrets: dict[tuple[tuple[str, ...], str, int, bool], tuple[str, ...]] = {}
 
     def _secrets(self, delivery: Delivery) -> tuple[str, ...]:
-        """The signing secrets in clear, opened once per stored value (a rotation stores new
-        sealed values). A secret no key opens raises ``SecretUnreadable``: the worker records
-        it as an internal error, like any failure to make the attempt."""
-        operator = delivery.operator_event is not None
-        key = (delivery.sealed_secrets, delivery.partner_id, delivery.notification_type, operator)
-        opened = self._opened_secrets.get(key)
-        if opened is None:
-            row = callback_row(delivery.partner_id, delivery.notification_type)
-            if operator:
-                row = OPERATOR_WEBHOOK_ROW
-            opened = tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
-            if len(self._opened_secrets) >= OPENED_LIMIT:
-                self._opened_secrets.clear()
-            self._opened_secrets[key] = opened
-        return opened
+        """The signing secrets in clear (the keyring keeps each opened value). A secret no key
+        opens raises ``SecretUnreadable``: the worker records it as an internal error, like any
+        failure to make the attempt."""
+        row = callback_row(delivery.partner_id, delivery.notification_type)
+        if delivery.operator_event is not None:
+            row = OPERATOR_WEBHOOK_ROW
+        return tuple(self._keyring.open(sealed, row) for sealed in delivery.sealed_secrets)
 
     def _credentials(self, delivery: Delivery) -> Credentials:
         """The callback's credentials, opened and parsed once per stored value (a sealed
@@ -191,10 +183,7 @@ class Sender:
         clock = time.monotonic()
         timestamp = int(started_at.timestamp())
         headers = request_headers(delivery, self._user_agent, timestamp, self._secrets(delivery))
-        if delivery.sealed_credentials is None and _plain(delivery.options):
-            headers.update(extra_headers)
-            return await self._send(delivery, headers, started_at, clock)
-        credentials = Credentials()
+        credentials = NO_CREDENTIALS
         if delivery.sealed_credentials is not None:  # the callback's own headers, at one place
             credentials = self._credentials(delivery)
             headers.update(credentials.request_headers())
@@ -278,11 +267,6 @@ class Sender:
             if response.status in RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return response.status, body, retry_after
-
-
-def _plain(options: DeliveryOptions) -> bool:
-    """No token to fetch and no TLS context to choose: the common case, sent as it is."""
-    return options.auth is None and options.tls is None
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> str:
